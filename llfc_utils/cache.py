@@ -1,0 +1,148 @@
+"""Checkpoints keyed by the hash of everything that made them.
+
+A checkpoint is two files in `$LLFC_CACHE` (default `~/.cache/llfc_book/checkpoints`):
+`<key>.safetensors` (the tensors) and `<key>.json` (the spec that made it, the sha256 of the
+tensor file, and metadata such as the training history). The key is the hash of the spec plus
+`VERSION`, the version of the training semantics: bump it whenever a code change alters what a
+given spec trains, and every old checkpoint stops matching.
+
+Writes are atomic (temporary file, then rename; the sidecar is written last and is the commit
+mark). A checkpoint whose sidecar is missing, whose spec or version does not match its key, whose
+file does not match its checksum, or whose tensors are not finite is reported and treated as
+absent, so the caller retrains it: it is never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+from safetensors.torch import load_file, save_file
+
+from llfc_utils import home
+
+VERSION = 1  # training semantics; bump when the same spec would now train something else
+
+
+class CheckpointWarning(UserWarning):
+    """A cached file was found but could not be trusted; it will be rebuilt."""
+
+
+def cache_dir() -> Path:
+    """The checkpoint folder: $LLFC_CACHE, default ~/.cache/llfc_book/checkpoints."""
+    return Path(os.environ.get("LLFC_CACHE", home() / "checkpoints")).expanduser()
+
+
+def _canonical(spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` as it reads back from JSON (tuples become lists), so a stored spec compares equal."""
+    return json.loads(json.dumps(spec, sort_keys=True))
+
+
+def key_of(spec: dict[str, Any]) -> str:
+    """The cache key of `spec`: sha256 of its canonical JSON together with VERSION."""
+    blob = json.dumps({"spec": spec, "version": VERSION}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Call write(tmp_path), then rename tmp_path onto path (same folder, so atomic)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def paths(spec: dict[str, Any]) -> tuple[Path, Path]:
+    """(tensor file, sidecar) of the checkpoint of `spec`."""
+    key = key_of(spec)
+    return cache_dir() / f"{key}.safetensors", cache_dir() / f"{key}.json"
+
+
+def save(spec: dict[str, Any], tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Store `tensors` (moved to CPU) and `meta` under the key of `spec`; return the tensor file."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"refusing to save a checkpoint with non-finite values in {name!r}")
+    weights, sidecar = paths(spec)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    _atomic_write(weights, lambda tmp: save_file(cpu, tmp))
+    record = {
+        "key": key_of(spec),
+        "version": VERSION,
+        "spec": _canonical(spec),
+        "sha256": _sha256(weights),
+        "meta": meta,
+    }
+    _atomic_write(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+    return weights
+
+
+def load(spec: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The (tensors, meta) stored for `spec`, or None if absent or untrustworthy (with a warning)."""
+    weights, sidecar = paths(spec)
+    if not sidecar.is_file():
+        return None
+
+    def reject(why: str) -> None:
+        warnings.warn(
+            f"ignoring checkpoint {weights.name}: {why}; it will be rebuilt",
+            CheckpointWarning,
+            stacklevel=3,
+        )
+
+    try:
+        record = json.loads(sidecar.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        return reject(f"unreadable sidecar ({e})")
+    if record.get("version") != VERSION:
+        return reject(
+            f"written by training-semantics version {record.get('version')}, not {VERSION}"
+        )
+    if record.get("spec") != _canonical(spec) or record.get("key") != key_of(spec):
+        return reject("its sidecar describes a different run than its key")
+    if not weights.is_file():
+        return reject("tensor file missing")
+    if _sha256(weights) != record.get("sha256"):
+        return reject("tensor file does not match its checksum (truncated or modified)")
+    try:
+        tensors = load_file(weights)
+    except Exception as e:  # noqa: BLE001 - any parse failure means "do not trust"
+        return reject(f"unreadable tensor file ({e})")
+    for name, t in tensors.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            return reject(f"non-finite values in {name!r}")
+    return tensors, record["meta"]
+
+
+def remove(spec: dict[str, Any]) -> None:
+    """Delete the checkpoint of `spec`, if any."""
+    for p in paths(spec):
+        p.unlink(missing_ok=True)
+
+
+def lock(spec: dict[str, Any]) -> FileLock:
+    """An inter-process lock for building the checkpoint of `spec` (use as a context manager)."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    return FileLock(str(cache_dir() / f"{key_of(spec)}.lock"))

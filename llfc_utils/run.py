@@ -1,0 +1,82 @@
+"""Execute the chapter notebooks with papermill: `python -m llfc_utils.run --profile cpu`.
+
+Each chapter `notebooks/<name>.ipynb` is executed with its `parameters` cell overridden
+(`profile`, and any `-p name value`) and written to `book/<name>.ipynb`, the copy the book renders.
+Executed copies are generated, never committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import time
+from pathlib import Path
+
+from llfc_utils.config import PROFILES
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+OUTPUT = ROOT / "book"
+
+
+def chapters() -> list[str]:
+    """The chapter names, in book order (the sorted notebook file names)."""
+    return sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _value(text: str) -> object:
+    """A -p value: a Python literal if it parses as one, else the string itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def run_chapter(name: str, profile: str, params: dict[str, object], out_dir: Path = OUTPUT) -> Path:
+    """Execute one chapter into `out_dir`; return the executed notebook's path."""
+    import papermill as pm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}.ipynb"
+    pm.execute_notebook(
+        str(NOTEBOOKS / f"{name}.ipynb"),
+        str(out),
+        parameters={"profile": profile, **params},
+        cwd=str(ROOT),
+        progress_bar=False,
+        kernel_name="python3",
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m llfc_utils.run", description=__doc__)
+    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    parser.add_argument("--chapters", nargs="+", metavar="NAME", help="default: all")
+    parser.add_argument(
+        "-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="parameter"
+    )
+    parser.add_argument("--out", type=Path, default=OUTPUT, help="where executed notebooks go")
+    args = parser.parse_args(argv)
+    known = chapters()
+    todo = args.chapters or known
+    unknown = [c for c in todo if c not in known]
+    if unknown:
+        parser.error(f"unknown chapter(s) {unknown}; valid: {', '.join(known)}")
+    params = {k: _value(v) for k, v in args.p}
+    for i, name in enumerate(todo, 1):
+        t0 = time.perf_counter()
+        print(f"[{i}/{len(todo)}] {name} (profile {args.profile}) ...", flush=True)
+        try:
+            run_chapter(name, args.profile, params, args.out)
+        except Exception as e:  # papermill's PapermillExecutionError names the failing cell
+            print(f"[{i}/{len(todo)}] {name} FAILED: {e}", file=sys.stderr)
+            return 1
+        print(f"[{i}/{len(todo)}] {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
