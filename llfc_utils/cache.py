@@ -116,6 +116,8 @@ def load(spec: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
         record = json.loads(sidecar.read_text())
     except (OSError, json.JSONDecodeError) as e:
         return reject(f"unreadable sidecar ({e})")
+    if not isinstance(record, dict):
+        return reject("the sidecar is not a JSON object")
     if record.get("version") != VERSION:
         return reject(
             f"written by training-semantics version {record.get('version')}, not {VERSION}"
@@ -133,7 +135,7 @@ def load(spec: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
     for name, t in tensors.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
             return reject(f"non-finite values in {name!r}")
-    return tensors, record["meta"]
+    return tensors, record.get("meta", {})
 
 
 def remove(spec: dict[str, Any]) -> None:

@@ -136,19 +136,17 @@ _CIFAR_PAPER = TrainConfig(
 )
 
 PROFILES: dict[str, dict[str, TrainConfig]] = {
-    # Tiny nets on tiny subsets for an epoch or two: exercises every code path in seconds.
+    # Tiny nets on tiny subsets, same epochs as `cpu` (so spawn grids fit): every code path in seconds.
     "smoke": {
         "mlp": _MLP_CPU.replace(
             model_kwargs={"widths": (64, 64, 64)},
             train_subset=2048,
             test_subset=512,
-            epochs=2,
         ),
         "cnn": _CNN_CPU.replace(
             model_kwargs={"width": 0.125, "norm": "bn", "classifier": (32,), "dropout": 0.0},
             train_subset=512,
             test_subset=256,
-            epochs=1,
         ),
     },
     # Offline, 2 CPU cores: the MLP of the paper and a small VGG on Fashion-MNIST.

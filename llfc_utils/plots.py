@@ -40,3 +40,150 @@ def learning_curves(histories: Mapping[str, Mapping[str, Sequence[float]]]) -> F
     ax_loss.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def lmc_curves(
+    curves: Mapping[str, Mapping[str, Sequence[float]]], splits=("train", "test")
+) -> Figure:
+    """Loss and error along the interpolation path, one colour per pair, dashed = train."""
+    use_style()
+    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for i, (label, c) in enumerate(curves.items()):
+        for split in splits:
+            if f"{split}_loss" not in c:
+                continue
+            style = "--" if split == "train" else "-"
+            name = f"{label} ({split})"
+            ax_loss.plot(
+                c["alpha"], c[f"{split}_loss"], style, color=f"C{i}", marker=".", label=name
+            )
+            ax_err.plot(
+                c["alpha"], [100 * e for e in c[f"{split}_err"]], style, color=f"C{i}", marker="."
+            )
+    ax_loss.set(
+        xlabel=r"$\alpha$  (0 = model B, 1 = model A)",
+        ylabel="cross-entropy loss",
+        title="Loss along the path",
+    )
+    ax_err.set(
+        xlabel=r"$\alpha$  (0 = model B, 1 = model A)",
+        ylabel="error (%)",
+        title="Error along the path",
+    )
+    ax_loss.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def llfc_by_layer(
+    results: Mapping[str, Mapping], alpha: float = 0.5, key: str = "cos_dist_per_sample"
+) -> Figure:
+    """Per layer: LLFC dissimilarity at `alpha` (filled) and the A-vs-B baseline (hollow), per pair.
+
+    `results` maps a pair label to the output of `metrics.llfc`. Log scale: the two differ by
+    orders of magnitude when LLFC holds.
+    """
+    use_style()
+    labels = list(results)
+    layers = results[labels[0]]["layers"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(layers) + 2), 3.6))
+    width = 0.8 / len(labels)
+    base_key = "baseline_" + key
+    for i, label in enumerate(labels):
+        r = results[label]
+        j = r["alphas"].index(alpha)
+        xs = [k + (i - (len(labels) - 1) / 2) * width for k in range(len(layers))]
+        ax.bar(
+            xs,
+            [max(r[key][l][j], 1e-17) for l in layers],
+            width,
+            color=f"C{i}",
+            label=rf"{label}: LLFC at $\alpha$={alpha}",
+        )
+        ax.scatter(
+            xs,
+            [r[base_key][l] for l in layers],
+            marker="o",
+            facecolors="none",
+            edgecolors=f"C{i}",
+            zorder=3,
+            label=f"{label}: baseline A vs B",
+        )
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right")
+    ylabel = r"$E_x[1-\cos]$" if key.endswith("per_sample") else r"$1-\cos$ over the block"
+    ax.set(xlabel="layer (module name)", ylabel=ylabel)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def llfc_vs_alpha(result: Mapping, key: str = "cos_dist_per_sample", title: str = "") -> Figure:
+    """LLFC dissimilarity and the scale c against alpha, one line per layer (one pair)."""
+    use_style()
+    fig, (ax_d, ax_c) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for i, l in enumerate(result["layers"]):
+        ax_d.plot(
+            result["alphas"],
+            [max(v, 1e-17) for v in result[key][l]],
+            marker=".",
+            color=plt.cm.viridis(i / max(1, len(result["layers"]) - 1)),
+            label=l,
+        )
+        ax_c.plot(
+            result["alphas"],
+            result["scale_c"][l],
+            marker=".",
+            color=plt.cm.viridis(i / max(1, len(result["layers"]) - 1)),
+        )
+    ax_d.set_yscale("log")
+    ax_d.set(
+        xlabel=r"$\alpha$", ylabel=r"$E_x[1-\cos_\alpha]$", title=f"LLFC dissimilarity {title}"
+    )
+    ax_c.set(
+        xlabel=r"$\alpha$",
+        ylabel="c",
+        title=r"scale $c$: $c\,f(\theta_\alpha) \approx$ interpolated features",
+    )
+    ax_d.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def barrier_vs_spawn(
+    ks: Sequence[int],
+    barriers: Sequence[float],
+    independent: float,
+    ylabel: str = "test-loss barrier",
+) -> Figure:
+    """Barrier of spawned pairs against the spawn epoch k, with the independent pair as a line."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.plot(ks, barriers, marker="o", label="spawned pair")
+    ax.axhline(independent, color="C3", ls="--", label="independent pair")
+    ax.set(xlabel="spawn epoch k", ylabel=ylabel)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def layer_bars(
+    values: Mapping[str, Mapping[str, float]], ylabel: str, log: bool = True, title: str = ""
+) -> Figure:
+    """Grouped bars: one group per layer, one bar per series (`values[series][layer]`)."""
+    use_style()
+    series = list(values)
+    layers = list(values[series[0]])
+    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(layers) + 2), 3.4))
+    width = 0.8 / len(series)
+    for i, s in enumerate(series):
+        xs = [k + (i - (len(series) - 1) / 2) * width for k in range(len(layers))]
+        ys = [max(values[s][l], 1e-17) if log else values[s][l] for l in layers]
+        ax.bar(xs, ys, width, color=f"C{i}", label=s)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right")
+    ax.set(xlabel="layer (module name)", ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -247,13 +247,15 @@ def _run(
         for epoch in bar:
             t0 = time.perf_counter()
             loss, acc = train_epoch(model, opt, cfg, x, y, epoch, segments[-1][0])
-            if not math.isfinite(loss):
+            test_loss, test_acc = evaluate(model, xt, yt)
+            finite_weights = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+            if not (math.isfinite(loss) and math.isfinite(test_loss) and finite_weights):
                 raise TrainingDiverged(
-                    f"{label}: the training loss became {loss} in epoch {epoch + 1} "
-                    f"(lr={cfg.lr}, optimizer={cfg.optimizer}); lower the learning rate. "
+                    f"{label}: training diverged in epoch {epoch + 1} (train loss {loss}, "
+                    f"test loss {test_loss}, finite weights: {finite_weights}; lr={cfg.lr}, "
+                    f"optimizer={cfg.optimizer}); lower the learning rate. "
                     "No checkpoint was written for this epoch."
                 )
-            test_loss, test_acc = evaluate(model, xt, yt)
             for k, v in zip(
                 history,
                 (loss, acc, test_loss, test_acc, lr_at(cfg, epoch), time.perf_counter() - t0),

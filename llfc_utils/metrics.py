@@ -1,0 +1,172 @@
+"""The paper's measurements, as streaming float64 accumulators.
+
+Memory does not grow with the number of samples: each accumulator keeps a few float64 sums,
+updated batch by batch. Notation: f_l(theta; x) is the (flattened) output of layer l.
+
+- LLFC (Definition 2): c * f_l(theta_alpha) = alpha * f_l(theta_A) + (1 - alpha) * f_l(theta_B).
+  We report the cosine dissimilarity 1 - |<F_alpha, F_int>| / (|F_alpha| |F_int|) over the whole
+  (N, D) block (the authors' form), its per-sample mean E_x[1 - cos_alpha(x)] (the paper's plotted
+  E_D), and the scale c = <F_int, F_alpha> / |F_alpha|^2, the least-squares c of the definition.
+  (The authors' `coef` is <F_alpha, F_int> / |F_int|^2, close to 1 / c.)
+- Baseline: the same dissimilarity between f_l(theta_A) and f_l(theta_B), so a reader sees that
+  LLFC is not trivially true.
+- Weak additivity (Definition 3) at each ReLU, with h the pre-activations of A and B on the same
+  inputs: relu(alpha h_A + (1 - alpha) h_B) against alpha relu(h_A) + (1 - alpha) relu(h_B).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from llfc_utils import features
+from llfc_utils.interpolate import check_alphas, check_same_architecture, lerp
+
+
+def cosine_dissimilarity(a: torch.Tensor, b: torch.Tensor) -> float:
+    """1 - |<A, B>| / (|A| |B|) over all entries of two same-shape tensors, in float64."""
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    a, b = a.double().flatten(), b.double().flatten()
+    return 1.0 - abs(float(a @ b)) / math.sqrt(float(a @ a) * float(b @ b))
+
+
+class Cosine:
+    """Streaming comparison of two (N, D) feature blocks A and B, fed batch by batch.
+
+    `block`: 1 - |<A,B>| / (|A| |B|) over the block; `per_sample`: mean over samples of
+    1 - |cos(a_i, b_i)|; `scale`: <A, B> / |B|^2, the c minimising |c B - A|;
+    `rel_sq_dist`: |A - B|^2 / (|A| |B|) (the authors' "vanilla" distance).
+    A sample where one vector is zero and the other not counts as cos = 0; both zero, cos = 1.
+    """
+
+    def __init__(self) -> None:
+        self.ab = self.aa = self.bb = self.diff = self.per_sample_sum = 0.0
+        self.n = 0
+
+    def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """Add a batch: a and b of shape (B, ...) with the same shape."""
+        if a.shape != b.shape:
+            raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+        a = a.reshape(len(a), -1).double()
+        b = b.reshape(len(b), -1).double()
+        ab, aa, bb = (a * b).sum(1), (a * a).sum(1), (b * b).sum(1)
+        denom = (aa * bb).sqrt()
+        cos = torch.where(denom > 0, ab.abs() / denom.clamp_min(1e-300), (aa == bb).double())
+        self.ab += float(ab.sum())
+        self.aa += float(aa.sum())
+        self.bb += float(bb.sum())
+        self.diff += float(((a - b) ** 2).sum())
+        self.per_sample_sum += float((1.0 - cos).sum())
+        self.n += len(a)
+
+    @property
+    def block(self) -> float:
+        """1 - |<A, B>| / (|A| |B|) over everything seen."""
+        denom = math.sqrt(self.aa * self.bb)
+        return 1.0 - abs(self.ab) / denom if denom > 0 else float(self.aa != self.bb)
+
+    @property
+    def per_sample(self) -> float:
+        """Mean over samples of 1 - |cos(a_i, b_i)|."""
+        return self.per_sample_sum / self.n if self.n else float("nan")
+
+    @property
+    def scale(self) -> float:
+        """<A, B> / |B|^2."""
+        return self.ab / self.bb if self.bb > 0 else float("nan")
+
+    @property
+    def rel_sq_dist(self) -> float:
+        """|A - B|^2 / (|A| |B|)."""
+        denom = math.sqrt(self.aa * self.bb)
+        return self.diff / denom if denom > 0 else float("nan")
+
+
+def llfc(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    x: torch.Tensor,
+    alphas: Sequence[float],
+    layers: Sequence[str] | None = None,
+    batch_size: int = 500,
+    progress: bool = True,
+) -> dict:
+    """LLFC per layer and alpha, and the A-vs-B baseline, streamed over `x`.
+
+    Returns {"layers", "alphas", "cos_dist", "cos_dist_per_sample", "scale_c",
+    "baseline_cos_dist", "baseline_cos_dist_per_sample"}; the first three map each layer to a
+    list over alphas, the baselines map each layer to one number. Keeps one interpolated copy of
+    the model per alpha in memory.
+    """
+    alphas = check_alphas(alphas)
+    check_same_architecture(model_a, model_b)
+    layers = list(layers or features.layers(model_a))
+    interp = [lerp(model_a, model_b, a) for a in alphas]
+    stats = {(l, a): Cosine() for l in layers for a in alphas}
+    base = {l: Cosine() for l in layers}
+    batches = features.iter_features([model_a, model_b, *interp], x, layers, batch_size)
+    total = math.ceil(len(x) / batch_size)
+    for fa, fb, *fs in tqdm(batches, total=total, desc="LLFC", leave=False, disable=not progress):
+        for l in layers:
+            base[l].update(fa[l], fb[l])
+            for a, f in zip(alphas, fs, strict=True):
+                f_int = a * fa[l].double() + (1 - a) * fb[l].double()
+                stats[l, a].update(f_int, f[l])  # scale = <F_int, F_alpha> / |F_alpha|^2 = c
+    return {
+        "layers": layers,
+        "alphas": alphas,
+        "cos_dist": {l: [stats[l, a].block for a in alphas] for l in layers},
+        "cos_dist_per_sample": {l: [stats[l, a].per_sample for a in alphas] for l in layers},
+        "scale_c": {l: [stats[l, a].scale for a in alphas] for l in layers},
+        "baseline_cos_dist": {l: base[l].block for l in layers},
+        "baseline_cos_dist_per_sample": {l: base[l].per_sample for l in layers},
+    }
+
+
+def weak_additivity(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    x: torch.Tensor,
+    alphas: Sequence[float] = (0.25, 0.5, 0.75),
+    layers: Sequence[str] | None = None,
+    batch_size: int = 500,
+    progress: bool = True,
+) -> dict:
+    """Weak additivity at each ReLU: relu(alpha h_A + (1-alpha) h_B) vs alpha relu(h_A) + (1-alpha) relu(h_B).
+
+    h_A, h_B are the ReLU inputs of A and B on the same `x`. Returns {"layers", "alphas",
+    "cos_dist", "rel_sq_dist"} (each layer -> list over alphas) and "sign_disagreement"
+    (layer -> fraction of units where exactly one of h_A, h_B is positive). Both distances are
+    exactly 0 where h_A and h_B share signs everywhere.
+    """
+    alphas = check_alphas(alphas) if len(alphas) > 1 else [float(alphas[0])]
+    check_same_architecture(model_a, model_b)
+    layers = list(layers or features.relu_layers(model_a))
+    stats = {(l, a): Cosine() for l in layers for a in alphas}
+    disagree = dict.fromkeys(layers, 0)
+    count = dict.fromkeys(layers, 0)
+    batches = features.iter_features([model_a, model_b], x, layers, batch_size, inputs=True)
+    total = math.ceil(len(x) / batch_size)
+    for ha, hb in tqdm(
+        batches, total=total, desc="weak additivity", leave=False, disable=not progress
+    ):
+        for l in layers:
+            a_, b_ = ha[l].double(), hb[l].double()
+            disagree[l] += int(((a_ > 0) != (b_ > 0)).sum())
+            count[l] += a_.numel()
+            for a in alphas:
+                mixed = torch.relu(a * a_ + (1 - a) * b_)
+                separate = a * torch.relu(a_) + (1 - a) * torch.relu(b_)
+                stats[l, a].update(mixed, separate)
+    return {
+        "layers": layers,
+        "alphas": alphas,
+        "cos_dist": {l: [stats[l, a].block for a in alphas] for l in layers},
+        "rel_sq_dist": {l: [stats[l, a].rel_sq_dist for a in alphas] for l in layers},
+        "sign_disagreement": {l: disagree[l] / count[l] for l in layers},
+    }

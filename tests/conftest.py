@@ -1,0 +1,33 @@
+"""Shared fixtures: a private checkpoint cache per test, quiet progress bars, real data or a skip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llfc_utils import data, train
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own empty checkpoint cache, no progress bars, and no memoised data."""
+    cache = tmp_path / "llfc_cache"
+    monkeypatch.setenv("LLFC_CACHE", str(cache))
+    monkeypatch.setenv("LLFC_PROGRESS", "0")
+    yield cache
+    train._split.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """Skip (with the way to get it) when Fashion-MNIST cannot be found without the network."""
+    try:
+        data.load("fashion_mnist", "test", subset=10, download=False)
+    except data.DataUnavailable as e:
+        pytest.skip(
+            "Fashion-MNIST is not available offline; install the Debian package "
+            f"`dataset-fashion-mnist` (`make test` does) or set LLFC_DATA.\n{e}"
+        )
+    return "fashion_mnist"

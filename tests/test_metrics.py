@@ -1,0 +1,254 @@
+"""interpolate, features and metrics against independent oracles (direct formulas, float64)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from llfc_utils import features, interpolate, metrics, models
+
+
+def _pair(name: str = "mlp", **kw) -> tuple[nn.Module, nn.Module]:
+    """Two differently initialised nets; an MLP with `in_features` is built directly."""
+    make = (lambda: models.MLP(**kw)) if "in_features" in kw else (lambda: models.build(name, **kw))
+    torch.manual_seed(0)
+    a = make().eval()
+    torch.manual_seed(1)
+    b = make().eval()
+    return a, b
+
+
+def _batches(x: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
+    """x split at random cut points into batches of random sizes."""
+    cuts = sorted(torch.randperm(len(x) - 1, generator=gen)[:5].add(1).tolist())
+    return list(torch.tensor_split(x, cuts))
+
+
+# ---------------------------------------------------------------- streaming vs direct
+
+
+def test_cosine_stream_equals_direct_formula() -> None:
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(97, 13, generator=gen, dtype=torch.float64)
+    b = 0.7 * a + 0.3 * torch.randn(97, 13, generator=gen, dtype=torch.float64)
+    acc = metrics.Cosine()
+    cuts = sorted(torch.randperm(96, generator=gen)[:6].add(1).tolist())
+    for pa, pb in zip(torch.tensor_split(a, cuts), torch.tensor_split(b, cuts), strict=True):
+        acc.update(pa, pb)
+    ab, aa, bb = ((a * b).sum().item(), (a * a).sum().item(), (b * b).sum().item())
+    assert acc.block == pytest.approx(1 - abs(ab) / math.sqrt(aa * bb), abs=1e-10)
+    assert acc.block == pytest.approx(metrics.cosine_dissimilarity(a, b), abs=1e-10)
+    per = 1 - ((a * b).sum(1).abs() / (a.norm(dim=1) * b.norm(dim=1)))
+    assert acc.per_sample == pytest.approx(per.mean().item(), abs=1e-10)
+    assert acc.scale == pytest.approx(ab / bb, rel=1e-10)
+    assert acc.rel_sq_dist == pytest.approx(
+        ((a - b) ** 2).sum().item() / math.sqrt(aa * bb), rel=1e-10
+    )
+
+
+def test_cosine_scale_recovers_a_known_factor() -> None:
+    b = torch.rand(10, 5, dtype=torch.float64)
+    acc = metrics.Cosine()
+    acc.update(2.5 * b, b)
+    assert acc.scale == pytest.approx(2.5, rel=1e-12)
+    assert acc.block == pytest.approx(0.0, abs=1e-12)
+
+
+def test_llfc_stream_equals_direct_on_all_data() -> None:
+    a, b = _pair("mlp", widths=(16, 8), in_features=12)
+    x = torch.randn(53, 12, generator=torch.Generator().manual_seed(3))
+    alphas = [0.0, 0.3, 1.0]
+    res = metrics.llfc(a, b, x, alphas, batch_size=7, progress=False)
+    assert res["layers"] == ["fc1", "relu1", "fc2", "relu2", "fc3"]
+    ad, bd = copy.deepcopy(a).double(), copy.deepcopy(b).double()
+    for alpha_i, alpha in enumerate(alphas):
+        md = interpolate.lerp(ad, bd, alpha)
+        # direct formula on all data at once, in float64 (llfc ran the nets in float32)
+        f = {}
+        for key, net in (("a", ad), ("b", bd), ("m", md)):
+            with features.capture(net, res["layers"]) as store:
+                net(x.double())
+            f[key] = dict(store)
+        for l in res["layers"]:
+            f_int = alpha * f["a"][l] + (1 - alpha) * f["b"][l]
+            direct = metrics.cosine_dissimilarity(f_int, f["m"][l])
+            assert res["cos_dist"][l][alpha_i] == pytest.approx(direct, abs=1e-6)
+            c = float((f_int * f["m"][l]).sum() / (f["m"][l] ** 2).sum())
+            assert res["scale_c"][l][alpha_i] == pytest.approx(c, rel=1e-5)
+    # at the endpoints the interpolated net is A or B exactly
+    for l in res["layers"]:
+        assert res["cos_dist"][l][0] == pytest.approx(0.0, abs=1e-12)
+        assert res["cos_dist"][l][2] == pytest.approx(0.0, abs=1e-12)
+    # the baseline compares A and B, two different random nets: clearly non-zero
+    assert res["baseline_cos_dist"]["fc2"] > 1e-3
+
+
+def test_first_layer_is_exactly_linear_in_the_weights() -> None:
+    a, b = _pair("mlp", widths=(16, 8), in_features=12)
+    x = torch.randn(40, 12, dtype=torch.float64)
+    res = metrics.llfc(a.double(), b.double(), x, [0.5, 1.0], progress=False)
+    assert res["cos_dist"]["fc1"][0] < 1e-12
+    assert res["scale_c"]["fc1"][0] == pytest.approx(1.0, abs=1e-10)
+
+
+def test_weak_additivity_zero_where_signs_agree_and_positive_otherwise() -> None:
+    lin = nn.Sequential(nn.Linear(6, 20), nn.ReLU(), nn.Linear(20, 3))
+    twin = nn.Sequential(nn.Linear(6, 20), nn.ReLU(), nn.Linear(20, 3))
+    x = torch.randn(30, 6)
+    with torch.no_grad():  # twin = 2 * lin in the first layer: same signs, different values
+        twin[0].weight.copy_(2 * lin[0].weight)
+        twin[0].bias.copy_(2 * lin[0].bias)
+        twin[2].load_state_dict(lin[2].state_dict())
+    same = metrics.weak_additivity(lin, twin, x, alphas=[0.3, 0.5], progress=False)
+    assert same["layers"] == ["1"]
+    assert same["sign_disagreement"]["1"] == 0.0
+    assert same["cos_dist"]["1"] == [0.0, 0.0]
+    assert same["rel_sq_dist"]["1"] == [0.0, 0.0]
+    with torch.no_grad():  # flip the signs of the second net's pre-activations
+        twin[0].weight.neg_()
+        twin[0].bias.neg_()
+    flipped = metrics.weak_additivity(lin, twin, x, alphas=[0.5], progress=False)
+    assert flipped["sign_disagreement"]["1"] > 0.9
+    assert flipped["rel_sq_dist"]["1"][0] > 0.1
+
+
+def test_weak_additivity_against_direct_formula() -> None:
+    a, b = _pair("mlp", widths=(16, 8), in_features=12)
+    x = torch.randn(45, 12)
+    res = metrics.weak_additivity(a, b, x, alphas=[0.25, 0.5], batch_size=8, progress=False)
+    with (
+        features.capture(a, ["relu2"], inputs=True) as fa,
+        features.capture(b, ["relu2"], inputs=True) as fb,
+    ):
+        a(x), b(x)
+        ha, hb = fa["relu2"].double(), fb["relu2"].double()
+    for i, alpha in enumerate([0.25, 0.5]):
+        mixed = torch.relu(alpha * ha + (1 - alpha) * hb)
+        sep = alpha * torch.relu(ha) + (1 - alpha) * torch.relu(hb)
+        assert res["cos_dist"]["relu2"][i] == pytest.approx(
+            metrics.cosine_dissimilarity(mixed, sep), abs=1e-10
+        )
+    assert res["sign_disagreement"]["relu2"] == pytest.approx(
+        ((ha > 0) != (hb > 0)).double().mean().item()
+    )
+
+
+# ---------------------------------------------------------------- interpolate
+
+
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("mlp", {}),
+        ("vgg11", {"width": 0.125, "classifier": (8,), "in_channels": 3, "image_size": 32}),
+    ],
+)
+def test_lerp_endpoints_are_exact(name: str, kw: dict) -> None:
+    a, b = _pair(name, **kw)
+    for alpha, ref in ((1.0, a), (0.0, b)):
+        m = interpolate.lerp(a, b, alpha)
+        for (k, v), r in zip(m.state_dict().items(), ref.state_dict().values(), strict=True):
+            assert torch.equal(v, r), k
+    mid = interpolate.lerp(a, b, 0.25)
+    k = "fc1.weight"
+    assert torch.allclose(mid.state_dict()[k], 0.25 * a.state_dict()[k] + 0.75 * b.state_dict()[k])
+
+
+def test_lerp_rejects_bad_alpha_and_mismatched_models() -> None:
+    a, b = _pair("mlp")
+    with pytest.raises(ValueError, match="outside"):
+        interpolate.lerp(a, b, 1.5)
+    interpolate.lerp(a, b, 1.5, extrapolate=True)
+    c = models.build("mlp", widths=(512, 256, 512))
+    with pytest.raises(ValueError, match=r"fc2.weight.*\(512, 512\).*\(256, 512\)"):
+        interpolate.lerp(a, c, 0.5)
+    with pytest.raises(ValueError, match="at least two"):
+        interpolate.check_alphas([0.5])
+    with pytest.raises(ValueError, match="at least two"):
+        interpolate.check_alphas([])
+
+
+def test_barrier_of_linear_curve_is_zero_and_of_a_bump_is_its_height() -> None:
+    alphas = [i / 10 for i in range(11)]
+    lin = {"alpha": alphas, "test_loss": [2.0 - a for a in alphas]}
+    assert interpolate.barrier(lin) == pytest.approx(0.0, abs=1e-12)
+    bump = {"alpha": alphas, "test_loss": [1.0 + 4 * a * (1 - a) for a in alphas]}
+    assert interpolate.barrier(bump) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="alpha = 0 and alpha = 1"):
+        interpolate.barrier({"alpha": [0.2, 0.5], "test_loss": [1, 2]})
+
+
+def test_lmc_curve_endpoints_match_evaluate() -> None:
+    from llfc_utils.train import evaluate
+
+    a, b = _pair("mlp", widths=(16,), in_features=12)
+    x, y = torch.randn(64, 12), torch.randint(0, 10, (64,))
+    curve = interpolate.lmc_curve(a, b, {"test": (x, y)}, [0.0, 0.5, 1.0], progress=False)
+    assert curve["test_loss"][0] == pytest.approx(evaluate(b, x, y)[0])
+    assert curve["test_loss"][2] == pytest.approx(evaluate(a, x, y)[0])
+    assert curve["test_err"][1] == pytest.approx(1 - curve["test_acc"][1])
+
+
+def test_reset_bn_matches_batch_statistics() -> None:
+    torch.manual_seed(0)
+    net = models.build("vgg11", in_channels=3, image_size=32, width=0.125, classifier=(8,))
+    x = torch.randn(64, 3, 32, 32)
+    interpolate.reset_bn(net, x, batch_size=64)
+    h = net.conv1(x)
+    assert torch.allclose(net.norm1.running_mean, h.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(net.norm1.running_var, h.var((0, 2, 3)), atol=1e-4)
+    assert not net.training
+
+
+# ---------------------------------------------------------------- features
+
+
+@pytest.mark.parametrize(
+    "name,kw,expect",
+    [
+        ("mlp", {}, ["fc1", "relu1", "fc2", "relu2", "fc3", "relu3", "fc4"]),
+        ("vgg11", {"width": 0.125, "classifier": (8,), "in_channels": 3, "image_size": 32}, None),
+        ("resnet20", {"width": 0.5, "in_channels": 3, "image_size": 32}, None),
+    ],
+)
+def test_hooked_features_equal_a_manual_forward(name: str, kw: dict, expect) -> None:
+    torch.manual_seed(0)
+    net = models.build(name, **kw).eval()
+    names = features.layers(net)
+    if expect:
+        assert names == expect
+    x = torch.randn(5, *((1, 28, 28) if name == "mlp" else (3, 32, 32)))
+    got = next(features.iter_features([net], x, names, batch_size=5))[0]
+    # manual forward, independent of the hooks
+    if name == "resnet20":
+        h = net.relu1(net.norm1(net.conv1(x)))
+        manual = {"conv1": net.conv1(x), "relu1": h}
+        for s in (1, 2, 3):
+            for bi in range(3):
+                blk = getattr(net, f"stage{s}")[bi]
+                inner = blk.relu1(blk.norm1(blk.conv1(h)))
+                h = blk(h)
+                manual[f"stage{s}.block{bi}.relu1"] = inner
+                manual[f"stage{s}.block{bi}.relu2"] = h
+        manual["fc"] = net(x)
+    else:
+        manual, h = {}, x
+        for n, m in net.named_children():
+            h = m(h)
+            manual[n] = h
+    assert set(got) == set(names)
+    for n in names:
+        assert torch.allclose(got[n], manual[n].reshape(5, -1), atol=1e-6), n
+    # the hooks are gone afterwards
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+def test_capture_rejects_unknown_layers() -> None:
+    net = models.build("mlp")
+    with pytest.raises(ValueError, match="unknown layer"):
+        with features.capture(net, ["fc9"]):
+            pass
