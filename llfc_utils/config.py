@@ -104,10 +104,13 @@ _MLP_CPU = TrainConfig(
 
 _CNN_CPU = TrainConfig(
     model="vgg11",
-    model_kwargs={"width": 0.25, "norm": "bn", "classifier": (128,), "dropout": 0.0},
+    # VGG-11 at 1/8 width (8 to 64 channels) with BatchNorm on a 10k-image subset: about 5 s per
+    # epoch on 2 cores, about 88 % test accuracy after 6 epochs. (At 1/4 width on 20k images it
+    # costs about 23 s per epoch here, too slow for a 20-minute book.)
+    model_kwargs={"width": 0.125, "norm": "bn", "classifier": (64,), "dropout": 0.0},
     dataset="fashion_mnist",
     pad32=True,
-    train_subset=20_000,
+    train_subset=10_000,
     test_subset=2_000,
     optimizer="sgd",
     lr=0.05,
@@ -140,13 +143,13 @@ PROFILES: dict[str, dict[str, TrainConfig]] = {
     "smoke": {
         "mlp": _MLP_CPU.replace(
             model_kwargs={"widths": (64, 64, 64)},
-            train_subset=2048,
-            test_subset=512,
+            train_subset=1024,
+            test_subset=256,
         ),
         "cnn": _CNN_CPU.replace(
-            model_kwargs={"width": 0.125, "norm": "bn", "classifier": (32,), "dropout": 0.0},
-            train_subset=512,
-            test_subset=256,
+            model_kwargs={"width": 0.0625, "norm": "bn", "classifier": (16,), "dropout": 0.0},
+            train_subset=256,
+            test_subset=128,
         ),
     },
     # Offline, 2 CPU cores: the MLP of the paper and a small VGG on Fashion-MNIST.

@@ -76,11 +76,13 @@ def iter_features(
     names: Sequence[str],
     batch_size: int = 500,
     inputs: bool = False,
+    flatten: bool = True,
 ) -> Iterator[list[dict[str, torch.Tensor]]]:
     """Yield, batch by batch, one {layer: (B, D) features} dict per model, in lockstep.
 
-    All models see the same batch in eval mode; features are flattened per sample. With
-    `inputs=True` the layers' inputs are captured instead (e.g. ReLU pre-activations).
+    All models see the same batch in eval mode; features are flattened per sample unless
+    `flatten=False`. With `inputs=True` the layers' inputs are captured instead (e.g. ReLU
+    pre-activations).
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
@@ -92,5 +94,5 @@ def iter_features(
         for m in models:
             with capture(m, names, inputs) as store:
                 m(xb)
-            out.append({n: store[n].reshape(len(xb), -1) for n in names})
+            out.append({n: store[n].reshape(len(xb), -1) if flatten else store[n] for n in names})
         yield out

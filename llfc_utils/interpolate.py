@@ -35,11 +35,16 @@ def check_same_architecture(model_a: nn.Module, model_b: nn.Module) -> None:
         raise ValueError(f"the two models differ in architecture: {extra!r} only in model {name}")
 
 
-def check_alphas(alphas: Sequence[float], extrapolate: bool = False) -> list[float]:
-    """Validate a grid of alphas: at least two distinct values, in [0, 1] unless extrapolating."""
+def check_alphas(
+    alphas: Sequence[float], extrapolate: bool = False, min_points: int = 2
+) -> list[float]:
+    """Validate alphas: at least `min_points` distinct values, in [0, 1] unless extrapolating."""
     alphas = [float(a) for a in alphas]
-    if len(set(alphas)) < 2:
-        raise ValueError(f"an alpha grid needs at least two distinct values, got {alphas}")
+    if len(set(alphas)) < min_points:
+        raise ValueError(
+            f"need at least {min_points} distinct alpha value(s), got {alphas}"
+            + (" (a curve needs two points)" if min_points == 2 else "")
+        )
     for a in alphas:
         _check_alpha(a, extrapolate)
     return alphas

@@ -103,7 +103,7 @@ def llfc(
     list over alphas, the baselines map each layer to one number. Keeps one interpolated copy of
     the model per alpha in memory.
     """
-    alphas = check_alphas(alphas)
+    alphas = check_alphas(alphas, min_points=1)
     check_same_architecture(model_a, model_b)
     layers = list(layers or features.layers(model_a))
     interp = [lerp(model_a, model_b, a) for a in alphas]
@@ -144,7 +144,7 @@ def weak_additivity(
     (layer -> fraction of units where exactly one of h_A, h_B is positive). Both distances are
     exactly 0 where h_A and h_B share signs everywhere.
     """
-    alphas = check_alphas(alphas) if len(alphas) > 1 else [float(alphas[0])]
+    alphas = check_alphas(alphas, min_points=1)
     check_same_architecture(model_a, model_b)
     layers = list(layers or features.relu_layers(model_a))
     stats = {(l, a): Cosine() for l in layers for a in alphas}
@@ -170,3 +170,67 @@ def weak_additivity(
         "rel_sq_dist": {l: [stats[l, a].rel_sq_dist for a in alphas] for l in layers},
         "sign_disagreement": {l: disagree[l] / count[l] for l in layers},
     }
+
+
+def _linear_map(module: nn.Module, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Apply `weight` (no bias) the way `module` applies its own: W H for Linear, im2col for Conv."""
+    if isinstance(module, nn.Conv2d):
+        return torch.nn.functional.conv2d(
+            h, weight, None, module.stride, module.padding, module.dilation, module.groups
+        )
+    return h @ weight.T
+
+
+@torch.no_grad()
+def commutativity(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[str] | None = None,
+    batch_size: int = 500,
+    progress: bool = True,
+) -> dict:
+    """Commutativity (Definition 4) per Linear/Conv layer, with the distances that explain it.
+
+    With W the layer's weight and H its input features on `x` (for a convolution, W is read as a
+    (C_out, C_in k k) matrix and H as the unfolded (C_in k k, pixels) patches, which is what the
+    convolution computes), returns per layer:
+
+    - "com": ||W_A H_A + W_B H_B - W_A H_B - W_B H_A|| / (||W_A H_A|| + ||W_B H_B||),
+      i.e. ||(W_A - W_B)(H_A - H_B)|| relative to the two layers' own outputs;
+    - "dist_w": ||W_A - W_B|| / (||W_A|| + ||W_B||);
+    - "dist_h": ||H_A - H_B|| / (||H_A|| + ||H_B||);
+    all Frobenius norms over the whole data set, biases left out (they cancel in the residual).
+    """
+    check_same_architecture(model_a, model_b)
+    mods_a, mods_b = dict(model_a.named_modules()), dict(model_b.named_modules())
+    if layers is None:
+        layers = [n for n, m in mods_a.items() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    layers = list(layers)
+    sums = {l: dict.fromkeys(("res", "out_a", "out_b", "dh", "ha", "hb"), 0.0) for l in layers}
+    batches = features.iter_features(
+        [model_a, model_b], x, layers, batch_size, inputs=True, flatten=False
+    )
+    total = math.ceil(len(x) / batch_size)
+    for ha_all, hb_all in tqdm(
+        batches, total=total, desc="commutativity", leave=False, disable=not progress
+    ):
+        for l in layers:
+            m = mods_a[l]
+            wa, wb = mods_a[l].weight.double(), mods_b[l].weight.double()
+            ha, hb = ha_all[l].double(), hb_all[l].double()
+            s = sums[l]
+            s["res"] += float(_linear_map(m, ha - hb, wa - wb).pow(2).sum())
+            s["out_a"] += float(_linear_map(m, ha, wa).pow(2).sum())
+            s["out_b"] += float(_linear_map(m, hb, wb).pow(2).sum())
+            s["dh"] += float((ha - hb).pow(2).sum())
+            s["ha"] += float(ha.pow(2).sum())
+            s["hb"] += float(hb.pow(2).sum())
+    out: dict = {"layers": layers, "com": {}, "dist_w": {}, "dist_h": {}}
+    for l in layers:
+        s = sums[l]
+        wa, wb = mods_a[l].weight.double(), mods_b[l].weight.double()
+        out["com"][l] = math.sqrt(s["res"]) / (math.sqrt(s["out_a"]) + math.sqrt(s["out_b"]))
+        out["dist_w"][l] = float((wa - wb).norm() / (wa.norm() + wb.norm()))
+        out["dist_h"][l] = math.sqrt(s["dh"]) / (math.sqrt(s["ha"]) + math.sqrt(s["hb"]))
+    return out

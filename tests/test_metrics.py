@@ -166,10 +166,14 @@ def test_lerp_rejects_bad_alpha_and_mismatched_models() -> None:
     c = models.build("mlp", widths=(512, 256, 512))
     with pytest.raises(ValueError, match=r"fc2.weight.*\(512, 512\).*\(256, 512\)"):
         interpolate.lerp(a, c, 0.5)
-    with pytest.raises(ValueError, match="at least two"):
+    with pytest.raises(ValueError, match="at least 2 distinct"):
         interpolate.check_alphas([0.5])
-    with pytest.raises(ValueError, match="at least two"):
-        interpolate.check_alphas([])
+    with pytest.raises(ValueError, match="at least 2 distinct"):
+        interpolate.check_alphas([0.5, 0.5])
+    with pytest.raises(ValueError, match="at least 1 distinct"):
+        metrics.llfc(a, b, torch.randn(4, 1, 28, 28), [])
+    with pytest.raises(ValueError, match="outside"):
+        metrics.llfc(a, b, torch.randn(4, 1, 28, 28), [-0.1])
 
 
 def test_barrier_of_linear_curve_is_zero_and_of_a_bump_is_its_height() -> None:
@@ -252,3 +256,52 @@ def test_capture_rejects_unknown_layers() -> None:
     with pytest.raises(ValueError, match="unknown layer"):
         with features.capture(net, ["fc9"]):
             pass
+
+
+# ---------------------------------------------------------------- commutativity
+
+
+def test_commutativity_equals_explicit_im2col_formula() -> None:
+    torch.manual_seed(0)
+    a = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 5 * 5, 4)
+    )
+    b = copy.deepcopy(a)
+    for p in b.parameters():
+        p.data.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(11, 2, 5, 5)
+    res = metrics.commutativity(a, b, x, batch_size=4, progress=False)
+    assert res["layers"] == ["0", "3"]
+    # conv layer "0": W as (C_out, C_in k k), H as unfolded patches, all data at once
+    wa, wb = (m[0].weight.detach().double().reshape(3, -1) for m in (a, b))
+    h = torch.nn.functional.unfold(
+        x.double(), 3, padding=1
+    )  # (N, C_in k k, L), same input for both
+    ha = hb = h.permute(1, 0, 2).reshape(h.shape[1], -1)
+    com = (wa @ ha + wb @ hb - wa @ hb - wb @ ha).norm() / ((wa @ ha).norm() + (wb @ hb).norm())
+    assert res["com"]["0"] == pytest.approx(float(com), abs=1e-12)  # identical inputs: exactly 0
+    assert res["com"]["0"] == 0.0 and res["dist_h"]["0"] == 0.0
+    # linear layer "3": its inputs differ between the nets
+    with torch.no_grad():
+        ha = a[2](a[1](a[0](x))).double().T
+        hb = b[2](b[1](b[0](x))).double().T
+    wa, wb = a[3].weight.detach().double(), b[3].weight.detach().double()
+    com = (wa @ ha + wb @ hb - wa @ hb - wb @ ha).norm() / ((wa @ ha).norm() + (wb @ hb).norm())
+    assert res["com"]["3"] == pytest.approx(float(com), rel=1e-6)
+    assert res["dist_w"]["3"] == pytest.approx(
+        float((wa - wb).norm() / (wa.norm() + wb.norm())), rel=1e-12
+    )
+    assert res["dist_h"]["3"] == pytest.approx(
+        float((ha - hb).norm() / (ha.norm() + hb.norm())), rel=1e-6
+    )
+
+
+def test_theorem1_one_step_identity_holds_exactly() -> None:
+    """W_a H_a = a W_A H_A + (1-a) W_B H_B - a (1-a) (W_A - W_B)(H_A - H_B) for linear H_a, W_a."""
+    gen = torch.Generator().manual_seed(0)
+    for alpha in (0.0, 0.3, 0.5, 0.9, 1.0):
+        wa, wb = (torch.randn(5, 7, generator=gen, dtype=torch.float64) for _ in range(2))
+        ha, hb = (torch.randn(7, 11, generator=gen, dtype=torch.float64) for _ in range(2))
+        w_mid, h_mid = alpha * wa + (1 - alpha) * wb, alpha * ha + (1 - alpha) * hb
+        rhs = alpha * wa @ ha + (1 - alpha) * wb @ hb - alpha * (1 - alpha) * (wa - wb) @ (ha - hb)
+        assert torch.allclose(w_mid @ h_mid, rhs, atol=1e-10, rtol=0)
