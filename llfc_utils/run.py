@@ -33,10 +33,41 @@ def _value(text: str) -> object:
         return text
 
 
+def parameters(name: str) -> dict[str, object]:
+    """The parameters of chapter `name` and their default values (from its `parameters` cell)."""
+    import papermill as pm
+
+    return {
+        k: ast.literal_eval(v["default"])
+        for k, v in pm.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb")).items()
+    }
+
+
+def check_parameters(name: str, params: dict[str, object]) -> None:
+    """Raise ValueError before anything runs if a parameter is unknown or of the wrong type."""
+    defaults = parameters(name)
+    for key, value in params.items():
+        if key not in defaults:
+            raise ValueError(
+                f"chapter {name} has no parameter {key!r}; valid: {', '.join(defaults)}"
+            )
+        want = type(defaults[key])
+        ok = isinstance(value, want) or (want is float and isinstance(value, int))
+        if not ok or (want is int and isinstance(value, bool)):
+            raise ValueError(
+                f"chapter {name}: parameter {key!r} must be {want.__name__} like its default "
+                f"{defaults[key]!r}, got {type(value).__name__} {value!r}"
+            )
+    profile = params.get("profile", defaults.get("profile"))
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+
+
 def run_chapter(name: str, profile: str, params: dict[str, object], out_dir: Path = OUTPUT) -> Path:
     """Execute one chapter into `out_dir`; return the executed notebook's path."""
     import papermill as pm
 
+    check_parameters(name, {"profile": profile, **params})
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.ipynb"
     pm.execute_notebook(
@@ -66,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown chapter(s) {unknown}; valid: {', '.join(known)}")
     params = {k: _value(v) for k, v in args.p}
+    for name in todo:  # every chapter's parameters are checked before the first one runs
+        try:
+            check_parameters(name, {"profile": args.profile, **params})
+        except ValueError as e:
+            parser.error(str(e))
     for i, name in enumerate(todo, 1):
         t0 = time.perf_counter()
         print(f"[{i}/{len(todo)}] {name} (profile {args.profile}) ...", flush=True)

@@ -32,3 +32,17 @@ def test_chapter_runs_in_smoke_profile(name: str, tmp_path) -> None:
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert not errors
     assert nb["metadata"]["papermill"]["parameters"]["profile"] == "smoke"
+
+
+def test_runner_rejects_unknown_or_mistyped_parameters() -> None:
+    with pytest.raises(ValueError, match="no parameter 'sead'; valid: profile, seed"):
+        run.check_parameters("00_training", {"sead": 3})
+    with pytest.raises(ValueError, match="'seed' must be int"):
+        run.check_parameters("00_training", {"seed": "three"})
+    with pytest.raises(ValueError, match="unknown profile 'gpu'"):
+        run.check_parameters("00_training", {"profile": "gpu"})
+    run.check_parameters("00_training", {"profile": "smoke", "seed": 3})
+    with pytest.raises(SystemExit):
+        run.main(["--chapters", "00_training", "-p", "seed", "x"])
+    with pytest.raises(SystemExit):
+        run.main(["--chapters", "no_such_chapter"])
