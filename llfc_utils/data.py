@@ -209,7 +209,7 @@ def load(
     images, labels = _raw(name, split, download)
     n = len(labels)
     if subset is not None:
-        if not isinstance(subset, int) or subset < 1:
+        if not isinstance(subset, int) or isinstance(subset, bool) or subset < 1:
             raise ValueError(f"subset must be a positive int or None, got {subset!r}")
         if subset > n:
             raise ValueError(f"subset={subset} is larger than the {name} {split} split ({n})")

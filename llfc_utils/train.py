@@ -93,6 +93,8 @@ def evaluate(
     """Mean cross-entropy loss and accuracy of `model` (eval mode, float32) on (x, y)."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    if len(x) == 0:
+        raise ValueError("evaluate needs at least one sample, got an empty x")
     was_training = model.training
     model.eval()
     loss = torch.zeros((), dtype=torch.float64, device=x.device)
@@ -120,7 +122,8 @@ def train_epoch(
 ) -> tuple[float, float]:
     """One epoch of SGD/Adam over (x, y) in a seeded order; returns (mean loss, accuracy).
 
-    No host-device synchronisation inside the loop: losses are summed on the device.
+    No host-device synchronisation inside the loop: losses are summed on the device. Seeds the
+    global torch RNG (dropout) from (data_seed, epoch), so that an epoch is reproducible alone.
     """
     device = x.device
     seed = _epoch_seed(data_seed, epoch)

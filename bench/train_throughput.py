@@ -1,0 +1,246 @@
+"""Training throughput: llfc_utils' epoch loop against a loop like the authors' spawning.py.
+
+Both loops train the same MLP (784-512-512-512-10, profile `cpu`, role `mlp`: SGD lr 0.05,
+momentum 0.9, weight decay 5e-4, batch 128) for one epoch on Fashion-MNIST train, starting from
+the same initialisation, and report samples per second.
+
+* ours: `llfc_utils.train.train_epoch` on the split preloaded once by
+  `llfc_utils.data.load` as two resident tensors (already normalised, already on the device).
+  A batch is one index into those tensors; loss and accuracy are summed on the device and read
+  back once, at the end of the epoch, so the loop never waits for the device.
+* baseline: what the authors' `scripts/spawning.py` does per epoch: a torchvision
+  `FashionMNIST` dataset whose items go through `ToTensor()` and `Normalize` one PIL image at a
+  time, collated by a `DataLoader(batch_size=128, shuffle=True)` with no worker processes, then
+  `.to(device)` per batch, and two host syncs per batch (`loss.item()` and the accuracy's
+  `.item()`, as their MetricTracker records them).
+
+The one-time loads (ours: `data.load`; baseline: building the torchvision dataset) are timed
+separately and left out of the epoch times. On CUDA, `train_epoch` runs under bf16 autocast while
+the baseline runs in float32, as each code base does; on the CPU both are float32.
+
+This is a measurement, not a test: it prints a table and, as its last line, one JSON object.
+
+    .venv/bin/python bench/train_throughput.py [--device cpu] [--repeats 3] [--subset 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gzip
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from llfc_utils import config, data
+from llfc_utils import train as llfc_train
+from llfc_utils.config import TrainConfig
+
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+MEAN, STD = data.STATS["fashion_mnist"]
+INIT_SEED = 0
+
+
+def cores() -> int:
+    """The number of CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued work on `device` (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def raw_source() -> Path:
+    """The folder llfc_utils reads Fashion-MNIST from: the data root's raw/ if complete, else Debian's."""
+    root_raw = data.data_root() / "FashionMNIST" / "raw"
+    if all((root_raw / f).is_file() or (root_raw / f"{f}.gz").is_file() for f in IDX_FILES):
+        return root_raw
+    return data.DEBIAN_FASHION_MNIST
+
+
+def make_torchvision_root(tmp: Path) -> Path:
+    """Put the four unzipped IDX files in `tmp`/FashionMNIST/raw/ and return `tmp`."""
+    src = raw_source()
+    dst = tmp / "FashionMNIST" / "raw"
+    dst.mkdir(parents=True)
+    for name in IDX_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+        elif (src / f"{name}.gz").is_file():
+            with gzip.open(src / f"{name}.gz", "rb") as fin, open(dst / name, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+        else:
+            sys.exit(
+                f"train_throughput: {name}[.gz] not found in {src}; "
+                "run `python -m llfc_utils.data fashion_mnist` first"
+            )
+    return tmp
+
+
+def load_ours(device: torch.device, n: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The first `n` train images and labels as resident tensors on `device`, and the load seconds."""
+    t0 = time.perf_counter()
+    x, y = data.load("fashion_mnist", "train", device=device, download=False)
+    sync(device)
+    seconds = time.perf_counter() - t0
+    return x[:n], y[:n], seconds
+
+
+def load_baseline(root: Path, n: int) -> tuple[Dataset, float]:
+    """The authors' torchvision train set (first `n` items) with per-item transforms, and its load seconds."""
+    from torchvision import datasets, transforms
+
+    t0 = time.perf_counter()
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    trainset = datasets.FashionMNIST(str(root), train=True, download=False, transform=transform)
+    seconds = time.perf_counter() - t0
+    if n < len(trainset):
+        return Subset(trainset, range(n)), seconds
+    return trainset, seconds
+
+
+def run_ours(
+    init: nn.Module, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor
+) -> tuple[float, float, float]:
+    """One timed epoch of `train_epoch` from a copy of `init`: (seconds, mean loss, accuracy)."""
+    model = copy.deepcopy(init)
+    opt = llfc_train.make_optimizer(cfg, model)
+    sync(x.device)
+    t0 = time.perf_counter()
+    loss, acc = llfc_train.train_epoch(model, opt, cfg, x, y, epoch=0, data_seed=0)
+    sync(x.device)
+    return time.perf_counter() - t0, loss, acc
+
+
+def run_baseline(
+    init: nn.Module, cfg: TrainConfig, trainset: Dataset, device: torch.device, max_batches: int = 0
+) -> tuple[float, float, float]:
+    """One timed epoch of the authors' loop from a copy of `init`: (seconds, mean loss, accuracy)."""
+    model = copy.deepcopy(init)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum
+    )
+    loss_fn = nn.CrossEntropyLoss(reduction="none")
+    loss_sum, acc_sum, count = 0.0, 0.0, 0
+    sync(device)
+    t0 = time.perf_counter()
+    torch.manual_seed(0)  # the authors seed once per epoch, then build the loader
+    trainloader = DataLoader(trainset, batch_size=cfg.batch_size, shuffle=True)
+    model.train()
+    for batch_idx, (inputs, labels) in enumerate(trainloader):
+        if max_batches and batch_idx >= max_batches:
+            break
+        inputs, labels = inputs.to(device), labels.to(device)
+        outputs = model(inputs)
+        losses = loss_fn(outputs, labels)
+        loss = torch.mean(losses)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        n = inputs.size(0)  # MetricTracker.update(..., n=inputs.size(0))
+        loss_sum += loss.item() * n
+        acc_sum += (outputs.max(1)[1] == labels).float().mean().item() * n
+        count += n
+    sync(device)
+    return time.perf_counter() - t0, loss_sum / count, acc_sum / count
+
+
+def warm_up(
+    init: nn.Module, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, trainset: Dataset
+) -> None:
+    """A few untimed batches of each loop, so one-time kernel/allocator set-up is not timed."""
+    k = min(len(x), 8 * cfg.batch_size)
+    run_ours(init, cfg, x[:k], y[:k])
+    run_baseline(init, cfg, trainset, x.device, max_batches=8)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default=str(llfc_train.default_device()), help="cpu, cuda, ...")
+    p.add_argument("--repeats", type=int, default=1, help="epochs per loop; the best is kept")
+    p.add_argument("--subset", type=int, default=None, help="train on the first N images only")
+    args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.subset is not None and not 1 <= args.subset <= 60_000:
+        p.error(f"--subset must lie in [1, 60000], got {args.subset}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time one epoch of each loop and print the table, then the JSON line."""
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    threads = cores()
+    torch.set_num_threads(threads)
+    cfg = config.get("cpu", "mlp")
+
+    x, y, ours_load = load_ours(device, args.subset or 60_000)
+    n = len(y)
+    init = llfc_train.build_model(cfg, INIT_SEED).to(device)
+
+    ours_runs: list[tuple[float, float, float]] = []
+    base_runs: list[tuple[float, float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="llfc-bench-") as tmp:
+        root = make_torchvision_root(Path(tmp))
+        trainset, base_load = load_baseline(root, n)
+        warm_up(init, cfg, x, y, trainset)
+        for _ in range(args.repeats):  # interleaved, so drift hits both loops alike
+            ours_runs.append(run_ours(init, cfg, x, y))
+            base_runs.append(run_baseline(init, cfg, trainset, device))
+
+    ours_s, ours_loss, ours_acc = min(ours_runs)
+    base_s, base_loss, base_acc = min(base_runs)
+    ours_rate, base_rate = n / ours_s, n / base_s
+    ratio = ours_rate / base_rate
+
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{threads} threads"
+    fcs = [m for m in init.modules() if isinstance(m, nn.Linear)]
+    arch = "-".join(str(d) for d in [fcs[0].in_features, *(m.out_features for m in fcs)])
+    print(
+        f"train_throughput: {cfg.model} {arch}, one epoch of "
+        f"{n} Fashion-MNIST images, batch {cfg.batch_size}, on {device} ({where}), "
+        f"best of {args.repeats}"
+    )
+    rows = [
+        ("ours (train_epoch)", ours_rate, ours_s, ours_load, ours_loss, ours_acc),
+        ("baseline (authors)", base_rate, base_s, base_load, base_loss, base_acc),
+    ]
+    header = f"{'loop':<20}{'samples/s':>12}{'epoch s':>10}{'load s':>9}{'loss':>9}{'acc':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, rate, secs, load, loss, acc in rows:
+        print(f"{name:<20}{rate:>12,.0f}{secs:>10.2f}{load:>9.2f}{loss:>9.4f}{acc:>8.4f}")
+    print(f"ratio ours/baseline: {ratio:.2f}x")
+    result = {
+        "bench": "train_throughput",
+        "ours_samples_per_s": round(ours_rate, 1),
+        "baseline_samples_per_s": round(base_rate, 1),
+        "ratio": round(ratio, 3),
+        "device": str(device),
+        "n": n,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
