@@ -25,6 +25,7 @@ def test_chapter_source_is_clean(name: str) -> None:
     assert "profile" in "".join(tagged[0]["source"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_chapter_runs_in_smoke_profile(name: str, tmp_path) -> None:
     out = run.run_chapter(name, "smoke", {}, out_dir=tmp_path)
