@@ -20,6 +20,9 @@ NOTEBOOKS = ROOT / "notebooks"
 OUTPUT = ROOT / "book"
 
 
+RESULTS_PAGE = "results"  # collects every chapter's claims; executed after the chapters
+
+
 def chapters() -> list[str]:
     """The chapter names, in book order (the sorted notebook file names)."""
     return sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -111,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{i}/{len(todo)}] {name} FAILED: {e}", file=sys.stderr)
             return 1
         print(f"[{i}/{len(todo)}] {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    run_chapter(RESULTS_PAGE, args.profile, {}, args.out)
+    print(f"results page: {args.out / (RESULTS_PAGE + '.ipynb')}", flush=True)
     return 0
 
 

@@ -12,10 +12,11 @@ torch.set_num_threads(2)
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own empty checkpoint cache, no progress bars, and no memoised data."""
+    """Every test gets its own checkpoint cache and results folder, no progress bars, no memoised data."""
     cache = tmp_path / "llfc_cache"
     monkeypatch.setenv("LLFC_CACHE", str(cache))
     monkeypatch.setenv("LLFC_PROGRESS", "0")
+    monkeypatch.setenv("LLFC_RESULTS", str(tmp_path / "results"))  # never book/results
     yield cache
     train._split.cache_clear()
 

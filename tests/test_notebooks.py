@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from llfc_utils import run
+from llfc_utils import results, run
 
 CHAPTERS = run.chapters()
 
@@ -15,7 +15,7 @@ def test_there_are_chapters() -> None:
     assert "00_training" in CHAPTERS
 
 
-@pytest.mark.parametrize("name", CHAPTERS)
+@pytest.mark.parametrize("name", [*CHAPTERS, run.RESULTS_PAGE])
 def test_chapter_source_is_clean(name: str) -> None:
     nb = json.loads((run.NOTEBOOKS / f"{name}.ipynb").read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -33,6 +33,11 @@ def test_chapter_runs_in_smoke_profile(name: str, tmp_path) -> None:
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert not errors
     assert nb["metadata"]["papermill"]["parameters"]["profile"] == "smoke"
+    record = json.loads((results.results_dir() / f"{name}.json").read_text())
+    assert record["chapter"] == name and record["profile"] == "smoke"
+    assert record["claims"] and all(
+        set(c) == {"id", "claim", "ours", "paper", "holds"} for c in record["claims"]
+    )
 
 
 def test_runner_rejects_unknown_or_mistyped_parameters() -> None:
@@ -47,3 +52,11 @@ def test_runner_rejects_unknown_or_mistyped_parameters() -> None:
         run.main(["--chapters", "00_training", "-p", "seed", "x"])
     with pytest.raises(SystemExit):
         run.main(["--chapters", "no_such_chapter"])
+
+
+def test_results_page_collects_the_chapters_claims(tmp_path) -> None:
+    results.write("01_x", "smoke", [results.claim("a", "claim A", "1.0", "paper A", True)], {})
+    results.write("02_y", "smoke", [results.claim("b", "claim B", "2.0", "paper B", False)], {})
+    out = run.run_chapter(run.RESULTS_PAGE, "smoke", {}, out_dir=tmp_path)
+    text = json.dumps(json.loads(out.read_text())["cells"])
+    assert "1 of 2 claims hold" in text and "claim A" in text and "claim B" in text
