@@ -86,13 +86,23 @@ def iter_features(
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    for i in range(0, len(x), batch_size):
+        yield of_batch(models, x[i : i + batch_size], names, inputs, flatten)
+
+
+@torch.no_grad()
+def of_batch(
+    models: Sequence[nn.Module],
+    xb: torch.Tensor,
+    names: Sequence[str],
+    inputs: bool = False,
+    flatten: bool = True,
+) -> list[dict[str, torch.Tensor]]:
+    """One {layer: features} dict per model for the batch `xb` (eval mode)."""
+    out = []
     for m in models:
         m.eval()
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size]
-        out = []
-        for m in models:
-            with capture(m, names, inputs) as store:
-                m(xb)
-            out.append({n: store[n].reshape(len(xb), -1) if flatten else store[n] for n in names})
-        yield out
+        with capture(m, names, inputs) as store:
+            m(xb)
+        out.append({n: store[n].reshape(len(xb), -1) if flatten else store[n] for n in names})
+    return out

@@ -16,6 +16,7 @@ updated batch by batch. Notation: f_l(theta; x) is the (flattened) output of lay
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -24,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from llfc_utils import features
-from llfc_utils.interpolate import check_alphas, check_same_architecture, lerp
+from llfc_utils.interpolate import check_alphas, check_same_architecture, lerp_state
 
 
 def cosine_dissimilarity(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -87,6 +88,7 @@ class Cosine:
         return self.diff / denom if denom > 0 else float("nan")
 
 
+@torch.no_grad()
 def llfc(
     model_a: nn.Module,
     model_b: nn.Module,
@@ -100,23 +102,34 @@ def llfc(
 
     Returns {"layers", "alphas", "cos_dist", "cos_dist_per_sample", "scale_c",
     "baseline_cos_dist", "baseline_cos_dist_per_sample"}; the first three map each layer to a
-    list over alphas, the baselines map each layer to one number. Keeps one interpolated copy of
-    the model per alpha in memory.
+    list over alphas, the baselines map each layer to one number. Memory: the two models, one
+    interpolated state at a time (rebuilt per batch), and one batch of features of three nets.
     """
     alphas = check_alphas(alphas, min_points=1)
     check_same_architecture(model_a, model_b)
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
     layers = list(layers or features.layers(model_a))
-    interp = [lerp(model_a, model_b, a) for a in alphas]
+    state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    net = copy.deepcopy(model_a).eval()  # runs every interpolated state, one at a time
     stats = {(l, a): Cosine() for l in layers for a in alphas}
     base = {l: Cosine() for l in layers}
-    batches = features.iter_features([model_a, model_b, *interp], x, layers, batch_size)
-    total = math.ceil(len(x) / batch_size)
-    for fa, fb, *fs in tqdm(batches, total=total, desc="LLFC", leave=False, disable=not progress):
+    starts = range(0, len(x), batch_size)
+    for i in tqdm(starts, desc="LLFC", leave=False, disable=not progress):
+        xb = x[i : i + batch_size]
+        fa, fb = features.of_batch([model_a, model_b], xb, layers)
         for l in layers:
             base[l].update(fa[l], fb[l])
-            for a, f in zip(alphas, fs, strict=True):
+        for a in alphas:
+            interpolated = lerp_state(state_a, state_b, a)
+            with features.capture(net, layers) as f:
+                torch.func.functional_call(net, interpolated, (xb,))
+            del interpolated
+            for l in layers:
                 f_int = a * fa[l].double() + (1 - a) * fb[l].double()
-                stats[l, a].update(f_int, f[l])  # scale = <F_int, F_alpha> / |F_alpha|^2 = c
+                # Cosine.scale = <F_int, F_alpha> / |F_alpha|^2, the paper's c
+                stats[l, a].update(f_int, f[l].reshape(len(xb), -1))
+            del f
     return {
         "layers": layers,
         "alphas": alphas,
