@@ -7,6 +7,7 @@ model A and alpha = 0 is model B.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -51,6 +52,8 @@ def check_alphas(
 
 
 def _check_alpha(alpha: float, extrapolate: bool) -> None:
+    if not math.isfinite(alpha):
+        raise ValueError(f"alpha must be a finite number, got {alpha}")
     if not extrapolate and not 0.0 <= alpha <= 1.0:
         raise ValueError(
             f"alpha={alpha} lies outside [0, 1]; pass extrapolate=True to go beyond the endpoints"

@@ -246,6 +246,10 @@ def activation_matching(
     (conv layers: every pixel counts as a sample; residual streams: summed over their sites),
     then one linear assignment per permutation.
     """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    if len(x) == 0:
+        raise ValueError("activation matching needs at least one input, got an empty x")
     if similarity not in ("correlation", "inner"):
         raise ValueError(f"similarity must be 'correlation' or 'inner', got {similarity!r}")
     check_same_architecture(model_a, model_b)
