@@ -7,8 +7,10 @@ every alpha, the LLFC cosine dissimilarity between f_l(theta_alpha) (the interpo
 built by `interpolate.lerp`) and alpha * f_l(theta_A) + (1 - alpha) * f_l(theta_B), over the
 whole (N, D) block and as a per-sample mean, and the A-vs-B dissimilarity as a reference.
 
-* ours: `llfc_utils.metrics.llfc(..., batch_size=500)`: every model sees a batch in lockstep and
-  each (layer, alpha) keeps a few float64 running sums, so memory does not grow with N.
+* ours: `llfc_utils.metrics.llfc(..., batch_size=500, progress=False)`, called as a user would:
+  it streams over batches of the inputs and keeps a few float64 running sums per (layer, alpha),
+  so its memory does not grow with N (how it schedules the interpolated nets is its business;
+  the bench only calls it).
 * baseline: the authors' code (zzp1012/LLFC, scripts/LLFC.py with src/utils/featuremap.py and
   src/utils/dissimilarity.py), re-implemented faithfully: a FeatureMap hooks every layer,
   keeps the outputs of ALL N samples (batches of 128, their default `--bs`) on the CPU in
@@ -35,6 +37,11 @@ metric's own memory and the number used as `*_peak_mb` (and in `ratio_memory`), 
 Python interpreter, torch, the two models and the input images, common to both sides, do not
 dominate the comparison. Without the reset, the peak would include any transient of the loading
 phase (without /proc, e.g. on macOS, that is what happens, and the increment is a lower bound).
+The heap allocator makes the increment of one run noisy (glibc's dynamic mmap threshold and
+fragmentation keep a varying amount of freed memory resident: ours reads anywhere from about 35
+to 65 MB at N = 10000 from run to run, with nothing growing in N), and the machine's load makes
+times noisy, so each run is repeated `--repeats` times (default 3), interleaved, each in its own
+fresh process, and the medians are reported (with min and max in the table).
 Time is the wall time of the metric computation only (building the interpolated models
 included, loading excluded). For N larger than the test split (the 4N run) the test images are
 tiled (repeated); the output says so. Runs: ours at N, baseline at N, ours at 4N. Goals (not
@@ -44,7 +51,7 @@ This is a measurement, not a test: it prints a table and, as its last line, one 
 It exits with status 1 only if ours and the baseline disagree.
 
     .venv/bin/python bench/llfc_memory.py [--n 10000] [--alphas 11 | --alphas 0,0.5,1]
-                                          [--profile cpu|smoke]
+                                          [--profile cpu|smoke] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -414,11 +422,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a count k (np.linspace(0, 1, k), default 11) or comma-separated values",
     )
     p.add_argument("--profile", default="cpu", choices=("cpu", "smoke"), help="the MLP's profile")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="fresh-process repetitions of each run; medians are reported (default 3)",
+    )
     p.add_argument("--worker", choices=("ours", "baseline", "prepare"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.n < 1:
         p.error(f"--n must be >= 1, got {args.n}")
+    if args.repeats < 1:
+        p.error(f"--repeats must be >= 1, got {args.repeats}")
     return args
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first run's record with peak, total peak, load RSS and seconds replaced by medians.
+
+    Adds "peak_range" and "seconds_range" (min, max) over the repetitions.
+    """
+    med = {
+        k: statistics.median(r[k] for r in runs)
+        for k in ("peak_mb", "peak_total_mb", "rss_load_mb", "seconds")
+    }
+    return {
+        **runs[0],
+        **med,
+        "peak_reset": all(r["peak_reset"] for r in runs),
+        "peak_range": (min(r["peak_mb"] for r in runs), max(r["peak_mb"] for r in runs)),
+        "seconds_range": (min(r["seconds"] for r in runs), max(r["seconds"] for r in runs)),
+    }
+
+
+def data_note(r: dict[str, Any]) -> str:
+    """Which images a run used, in words."""
+    if r["n"] < r["split"]:
+        return f"first {r['n']} of the test split"
+    if r["tiled"] == 1:
+        return f"test split ({r['split']})"
+    return f"test split tiled x{r['tiled']}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -433,44 +476,46 @@ def main(argv: list[str] | None = None) -> int:
 
     n, alphas = args.n, args.alphas
     print(f"llfc_memory: preparing the {args.profile} MLP pair (trained once, then cached) ...")
-    prep = subprocess.run(
-        [
-            sys.executable,
-            os.path.abspath(__file__),
-            "--worker",
-            "prepare",
-            "--profile",
-            args.profile,
-        ]
-    )
+    me = [sys.executable, os.path.abspath(__file__)]
+    prep = subprocess.run([*me, "--worker", "prepare", "--profile", args.profile])
     if prep.returncode != 0:
         sys.exit(f"llfc_memory: could not train or load the pair (status {prep.returncode})")
-    ours = spawn("ours", n, alphas, args.profile)
-    base = spawn("baseline", n, alphas, args.profile)
-    ours4 = spawn("ours", 4 * n, alphas, args.profile)
+    plan = (("ours", n), ("baseline", n), ("ours", 4 * n))
+    runs: list[list[dict[str, Any]]] = [[] for _ in plan]
+    for _ in range(args.repeats):  # interleaved, so drift in the machine's load hits all alike
+        for k, (method, size) in enumerate(plan):
+            runs[k].append(spawn(method, size, alphas, args.profile))
+    ours, base, ours4 = (summarise(r) for r in runs)
 
     ratio_memory = ours["peak_mb"] / base["peak_mb"] if base["peak_mb"] > 0 else math.nan
     ratio_time = ours["seconds"] / base["seconds"]
     growth = ours4["peak_mb"] / ours["peak_mb"] if ours["peak_mb"] > 0 else math.nan
-    diff = max_diff(ours, base)
+    diffs = [max_diff(o, b) for o, b in zip(runs[0], runs[1], strict=True)]
+    diff = {k: max(d[k] for d in diffs) for k in diffs[0]}
     agree = max(diff["cos_dist"], diff["per_sample"], diff["ab"]) <= TOL
 
     print(
         f"llfc_memory: {args.profile} mlp {ours['arch']}, independent pair (seeds "
         f"{PAIR_SEEDS[0]}, {PAIR_SEEDS[1]}), {len(ours['layers'])} layers x {len(alphas)} alphas "
-        f"({', '.join(f'{a:g}' for a in alphas)}), {ours['threads']} threads; "
+        f"({', '.join(f'{a:g}' for a in alphas)}), {ours['threads']} torch threads; "
         f"ours batch {OURS_BS}, baseline batch {BASELINE_BS}"
     )
+    cores = os.cpu_count() or 1
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
-    print(
-        f"machine: {os.cpu_count()} cores, load average {load:.1f} at the end "
-        "(above the core count, other processes compete and timings are noisy)"
+    busy = (
+        " (more than the cores: other processes compete, timings are noisy)" if load > cores else ""
     )
+    print(f"machine: {cores} cores, 1-min load average {load:.1f} at the end{busy}")
     print(
         "peak +MB: peak RSS during the metric minus the RSS right after loading pair and data "
         "(the metric's own memory); each run is a fresh process"
     )
-    header = f"{'run':<22}{'N':>8}{'peak +MB':>10}{'peak MB':>9}{'load MB':>9}{'seconds':>9}  data"
+    if args.repeats > 1:
+        print(f"medians of {args.repeats} repetitions, [min-max] in brackets")
+    header = (
+        f"{'run':<20}{'N':>7}{'peak +MB':>10}{'[min-max]':>14}{'peak MB':>9}{'load MB':>9}"
+        f"{'seconds':>9}{'[min-max]':>14}  data"
+    )
     print(header)
     print("-" * len(header))
     for name, r in (
@@ -478,15 +523,13 @@ def main(argv: list[str] | None = None) -> int:
         ("baseline (authors)", base),
         ("ours (streaming)", ours4),
     ):
-        data = (
-            f"test split ({r['split']})" if r["tiled"] == 1 else f"test split tiled x{r['tiled']}"
-        )
-        if r["n"] < r["split"]:
-            data = f"first {r['n']} of the test split"
-        flag = "" if r["peak_reset"] else "  (peak not reset: increment is a lower bound)"
+        flag = "" if r["peak_reset"] else "  (peak not reset: +MB is a lower bound)"
+        lo, hi = r["peak_range"]
+        slo, shi = r["seconds_range"]
         print(
-            f"{name:<22}{r['n']:>8}{r['peak_mb']:>10.1f}{r['peak_total_mb']:>9.1f}"
-            f"{r['rss_load_mb']:>9.1f}{r['seconds']:>9.2f}  {data}{flag}"
+            f"{name:<20}{r['n']:>7}{r['peak_mb']:>10.1f}{f'[{lo:.1f}-{hi:.1f}]':>14}"
+            f"{r['peak_total_mb']:>9.1f}{r['rss_load_mb']:>9.1f}{r['seconds']:>9.2f}"
+            f"{f'[{slo:.1f}-{shi:.1f}]':>14}  {data_note(r)}{flag}"
         )
     if ours4["tiled"] > 1:
         print(
