@@ -3,8 +3,8 @@
 Both sides measure the same thing on the same trained pair (the `cpu` profile MLP,
 784-512-512-512-10 on Fashion-MNIST, an independent pair from `train.train_independent_pair`),
 the same N test images and the same alphas: for every layer of `features.layers(model)` and
-every alpha, the LLFC cosine dissimilarity between f_l(theta_alpha) (the interpolated model,
-built by `interpolate.lerp`) and alpha * f_l(theta_A) + (1 - alpha) * f_l(theta_B), over the
+every alpha, the LLFC cosine dissimilarity between f_l(theta_alpha) (theta_alpha =
+alpha * theta_A + (1 - alpha) * theta_B, as `interpolate.lerp` builds it) and alpha * f_l(theta_A) + (1 - alpha) * f_l(theta_B), over the
 whole (N, D) block and as a per-sample mean, and the A-vs-B dissimilarity as a reference.
 
 * ours: `llfc_utils.metrics.llfc(..., batch_size=500, progress=False)`, called as a user would:
@@ -37,11 +37,14 @@ metric's own memory and the number used as `*_peak_mb` (and in `ratio_memory`), 
 Python interpreter, torch, the two models and the input images, common to both sides, do not
 dominate the comparison. Without the reset, the peak would include any transient of the loading
 phase (without /proc, e.g. on macOS, that is what happens, and the increment is a lower bound).
-The heap allocator makes the increment of one run noisy (glibc's dynamic mmap threshold and
-fragmentation keep a varying amount of freed memory resident: ours reads anywhere from about 35
-to 65 MB at N = 10000 from run to run, with nothing growing in N), and the machine's load makes
-times noisy, so each run is repeated `--repeats` times (default 3), interleaved, each in its own
-fresh process, and the medians are reported (with min and max in the table).
+The heap allocator makes the increment of one run noisy: glibc's main heap sometimes fragments
+and keeps 20 to 30 MB of freed memory resident (ours reads about 35 MB in most runs at
+N = 10000 and about 60 MB in some, at any N; mallinfo shows the difference as free heap, not live
+tensors), and the machine's load makes times noisy. So each run is repeated `--repeats` times
+(default 3), interleaved, each in its own fresh process; the memory reported is that of the
+repetition with the smallest increment (what the computation itself needs, with the allocator's
+slack least in the way; the same rule for both sides), the time is the median, and the table
+shows min and max of both.
 Time is the wall time of the metric computation only (building the interpolated models
 included, loading excluded). For N larger than the test split (the 4N run) the test images are
 tiled (repeated); the output says so. Runs: ours at N, baseline at N, ours at 4N. Goals (not
@@ -426,7 +429,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--repeats",
         type=int,
         default=3,
-        help="fresh-process repetitions of each run; medians are reported (default 3)",
+        help="fresh-process repetitions of each run (default 3): smallest peak, median time",
     )
     p.add_argument("--worker", choices=("ours", "baseline", "prepare"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -438,17 +441,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The first run's record with peak, total peak, load RSS and seconds replaced by medians.
+    """Memory from the repetition with the smallest peak increment, time as the median.
 
     Adds "peak_range" and "seconds_range" (min, max) over the repetitions.
     """
-    med = {
-        k: statistics.median(r[k] for r in runs)
-        for k in ("peak_mb", "peak_total_mb", "rss_load_mb", "seconds")
-    }
+    best = min(runs, key=lambda r: r["peak_mb"])
     return {
-        **runs[0],
-        **med,
+        **best,
+        "seconds": statistics.median(r["seconds"] for r in runs),
         "peak_reset": all(r["peak_reset"] for r in runs),
         "peak_range": (min(r["peak_mb"] for r in runs), max(r["peak_mb"] for r in runs)),
         "seconds_range": (min(r["seconds"] for r in runs), max(r["seconds"] for r in runs)),
@@ -511,7 +511,10 @@ def main(argv: list[str] | None = None) -> int:
         "(the metric's own memory); each run is a fresh process"
     )
     if args.repeats > 1:
-        print(f"medians of {args.repeats} repetitions, [min-max] in brackets")
+        print(
+            f"{args.repeats} repetitions: memory of the one with the smallest peak +MB, median "
+            "time; [min-max] over the repetitions in brackets"
+        )
     header = (
         f"{'run':<20}{'N':>7}{'peak +MB':>10}{'[min-max]':>14}{'peak MB':>9}{'load MB':>9}"
         f"{'seconds':>9}{'[min-max]':>14}  data"
