@@ -169,3 +169,47 @@ def barrier(curve: Mapping[str, Sequence[float]], key: str = "test_loss") -> flo
     values = list(curve[key])
     v0, v1 = values[alphas.index(0.0)], values[alphas.index(1.0)]
     return max(v - (a * v1 + (1 - a) * v0) for a, v in zip(alphas, values, strict=True))
+
+
+@torch.no_grad()
+def logit_mix_error(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alphas: Sequence[float],
+    batch_size: int = 1000,
+) -> list[float]:
+    """Test error of alpha * f_A(x) + (1 - alpha) * f_B(x), the interpolation of the two nets' logits.
+
+    Where both nets are right on a sample, so is any mixture of their logits, so this error never
+    exceeds Err_A + Err_B: it is what the interpolated net would score if LLFC held at the output.
+    """
+    alphas = check_alphas(alphas, min_points=1)
+    check_same_architecture(model_a, model_b)
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    if len(x) == 0 or len(x) != len(y):
+        raise ValueError(f"need as many labels as inputs (> 0), got {len(x)} and {len(y)}")
+    wrong = torch.zeros(len(alphas), dtype=torch.int64)
+    model_a.eval(), model_b.eval()
+    for i in range(0, len(x), batch_size):
+        fa, fb = model_a(x[i : i + batch_size]).double(), model_b(x[i : i + batch_size]).double()
+        yb = y[i : i + batch_size]
+        for j, a in enumerate(alphas):
+            wrong[j] += int(((a * fa + (1 - a) * fb).argmax(1) != yb).sum())
+    return [int(w) / len(x) for w in wrong]
+
+
+def lemma1(curve: Mapping[str, Sequence[float]], logit_err: Sequence[float]) -> dict[str, float]:
+    """Lemma 1's three numbers for one pair, from its test curve and its logit-mix errors.
+
+    "max_err_interp": max over alpha of the interpolated net's test error; "max_err_logit_interp":
+    the same for the logit mixture; "bound": 2 * max(Err_A, Err_B), the error Lemma 1 allows when
+    LLFC holds at the output.
+    """
+    alphas, err = list(curve["alpha"]), list(curve["test_err"])
+    if len(logit_err) != len(alphas) or 0.0 not in alphas or 1.0 not in alphas:
+        raise ValueError("need one logit-mix error per alpha and alpha = 0 and 1 in the grid")
+    bound = 2 * max(err[alphas.index(0.0)], err[alphas.index(1.0)])
+    return {"max_err_interp": max(err), "max_err_logit_interp": max(logit_err), "bound": bound}

@@ -247,3 +247,69 @@ def commutativity(
         out["dist_w"][l] = float((wa - wb).norm() / (wa.norm() + wb.norm()))
         out["dist_h"][l] = math.sqrt(s["dh"]) / (math.sqrt(s["ha"]) + math.sqrt(s["hb"]))
     return out
+
+
+@torch.no_grad()
+def theorem1(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    x: torch.Tensor,
+    alpha: float = 0.5,
+    layers: Sequence[str] | None = None,
+    batch_size: int = 500,
+    progress: bool = True,
+) -> dict:
+    """Theorem 1's one-step identity measured on real nets, per Linear/Conv layer.
+
+    With W the layer's weights, H its input on `x` in A, B and the interpolated net theta_alpha,
+    and H_lin = alpha H_A + (1 - alpha) H_B, the exact identity is
+
+        W_alpha H_alpha - (alpha W_A H_A + (1 - alpha) W_B H_B)
+            = W_alpha (H_alpha - H_lin) - alpha (1 - alpha) (W_A - W_B)(H_A - H_B).
+
+    Returns per layer (Frobenius norms over the whole data set, biases left out: they cancel):
+    "defect" (the left side: the pre-activation LLFC defect), "predicted"
+    (alpha (1 - alpha) ||(W_A - W_B)(H_A - H_B)||), "carried" (||W_alpha (H_alpha - H_lin)||, what
+    earlier layers carried in), "input_gap" (||H_alpha - H_lin|| / ||H_lin||) and "scale"
+    (||alpha W_A H_A + (1 - alpha) W_B H_B||). Where the input is exactly linear (input_gap 0,
+    e.g. the first layer, whose input is the data), defect == predicted.
+    """
+    from llfc_utils.interpolate import lerp
+
+    check_same_architecture(model_a, model_b)
+    net = lerp(model_a, model_b, alpha)
+    mods = [dict(m.named_modules()) for m in (model_a, model_b, net)]
+    if layers is None:
+        layers = [n for n, m in mods[0].items() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    layers = list(layers)
+    keys = ("defect", "predicted", "carried", "gap", "lin", "scale")
+    sums = {l: dict.fromkeys(keys, 0.0) for l in layers}
+    batches = features.iter_features(
+        [model_a, model_b, net], x, layers, batch_size, inputs=True, flatten=False
+    )
+    total = math.ceil(len(x) / batch_size)
+    for hs in tqdm(batches, total=total, desc="theorem 1", leave=False, disable=not progress):
+        for l in layers:
+            m = mods[0][l]
+            wa, wb, wt = (d[l].weight.double() for d in mods)
+            ha, hb, ht = (h[l].double() for h in hs)
+            h_lin = alpha * ha + (1 - alpha) * hb
+            mixed = alpha * _linear_map(m, ha, wa) + (1 - alpha) * _linear_map(m, hb, wb)
+            s = sums[l]
+            s["defect"] += float((_linear_map(m, ht, wt) - mixed).pow(2).sum())
+            s["predicted"] += float(_linear_map(m, ha - hb, wa - wb).pow(2).sum())
+            s["carried"] += float(_linear_map(m, ht - h_lin, wt).pow(2).sum())
+            s["gap"] += float((ht - h_lin).pow(2).sum())
+            s["lin"] += float(h_lin.pow(2).sum())
+            s["scale"] += float(mixed.pow(2).sum())
+    out: dict = {"layers": layers, "alpha": alpha}
+    for k in ("defect", "predicted", "carried", "input_gap", "scale"):
+        out[k] = {}
+    for l in layers:
+        s = {k: math.sqrt(v) for k, v in sums[l].items()}
+        out["defect"][l] = s["defect"]
+        out["predicted"][l] = alpha * (1 - alpha) * s["predicted"]
+        out["carried"][l] = s["carried"]
+        out["input_gap"][l] = s["gap"] / s["lin"] if s["lin"] > 0 else float("nan")
+        out["scale"][l] = s["scale"]
+    return out

@@ -305,3 +305,59 @@ def test_theorem1_one_step_identity_holds_exactly() -> None:
         w_mid, h_mid = alpha * wa + (1 - alpha) * wb, alpha * ha + (1 - alpha) * hb
         rhs = alpha * wa @ ha + (1 - alpha) * wb @ hb - alpha * (1 - alpha) * (wa - wb) @ (ha - hb)
         assert torch.allclose(w_mid @ h_mid, rhs, atol=1e-10, rtol=0)
+
+
+def test_theorem1_on_nets_matches_direct_formula_and_identity() -> None:
+    """metrics.theorem1 against the formula on all data; defect == predicted on the data layer."""
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 3))
+    a = a.double()
+    b = copy.deepcopy(a)
+    for p in b.parameters():
+        p.data.add_(0.5 * torch.randn_like(p))
+    x = torch.randn(37, 6, dtype=torch.float64)
+    alpha = 0.3
+    res = metrics.theorem1(a, b, x, alpha=alpha, batch_size=10, progress=False)
+    assert res["layers"] == ["0", "2", "4"]
+    # layer "0": its input is the data, the same for all three nets, so defect == predicted
+    assert res["input_gap"]["0"] < 1e-12 and res["carried"]["0"] < 1e-12 * res["scale"]["0"]
+    assert res["defect"]["0"] == pytest.approx(res["predicted"]["0"], rel=1e-10)
+    assert res["defect"]["0"] > 0  # the weights differ, so there is a defect to predict
+    # layer "2": direct formula with the explicit interpolated net, all data at once
+    mid = interpolate.lerp(a, b, alpha)
+    with torch.no_grad():
+        ha, hb, ht = (m[1](m[0](x)).T for m in (a, b, mid))
+    wa, wb, wt = (m[2].weight.detach() for m in (a, b, mid))
+    mixed = alpha * wa @ ha + (1 - alpha) * wb @ hb
+    h_lin = alpha * ha + (1 - alpha) * hb
+    assert res["defect"]["2"] == pytest.approx(float((wt @ ht - mixed).norm()), rel=1e-10)
+    assert res["predicted"]["2"] == pytest.approx(
+        alpha * (1 - alpha) * float(((wa - wb) @ (ha - hb)).norm()), rel=1e-10
+    )
+    assert res["carried"]["2"] == pytest.approx(float((wt @ (ht - h_lin)).norm()), rel=1e-10)
+    assert res["input_gap"]["2"] > 0  # the ReLU made the input of layer 2 non-linear
+    # the identity: defect vector = carried vector - predicted vector, so the triangle inequality
+    for l in res["layers"]:
+        assert res["defect"][l] <= res["carried"][l] + res["predicted"][l] + 1e-9
+        assert res["defect"][l] >= abs(res["carried"][l] - res["predicted"][l]) - 1e-9
+
+
+def test_logit_mix_error_never_exceeds_the_sum_of_the_errors() -> None:
+    gen = torch.Generator().manual_seed(0)
+    alphas = [0.0, 0.2, 0.5, 0.8, 1.0]
+    for _ in range(20):
+        w = torch.randn(2, 6, 4, generator=gen)
+        a, b = nn.Linear(4, 6, bias=False), nn.Linear(4, 6, bias=False)
+        a.weight.data, b.weight.data = w[0], w[1]
+        x = torch.randn(50, 4, generator=gen)
+        y = torch.randint(0, 6, (50,), generator=gen)
+        err = interpolate.logit_mix_error(a, b, x, y, alphas, batch_size=7)
+        err_a = float((a(x).argmax(1) != y).float().mean())
+        err_b = float((b(x).argmax(1) != y).float().mean())
+        assert err[0] == pytest.approx(err_b) and err[-1] == pytest.approx(err_a)
+        assert max(err) <= err_a + err_b + 1e-12
+    curve = {"alpha": alphas, "test_err": [0.1, 0.3, 0.5, 0.2, 0.12]}
+    lem = interpolate.lemma1(curve, [0.1, 0.11, 0.13, 0.12, 0.12])
+    assert lem == {"max_err_interp": 0.5, "max_err_logit_interp": 0.13, "bound": 0.24}
+    with pytest.raises(ValueError, match="one logit-mix error per alpha"):
+        interpolate.lemma1(curve, [0.1])
