@@ -118,6 +118,108 @@ def llfc_by_layer(
     return fig
 
 
+def alpha_frames(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    llfc_results: Mapping[str, Mapping],
+    key: str = "test_loss",
+    llfc_key: str = "cos_dist_per_sample",
+) -> list[Figure]:
+    """One figure per alpha: the path's `key` with the current point marked, and per-layer LLFC bars.
+
+    `curves` and `llfc_results` map the same pair labels to `interpolate.lmc_curve` and
+    `metrics.llfc` outputs over the same alphas. Left: the curves; right: the LLFC dissimilarity
+    of each pair at the current alpha per layer (log scale, fixed limits so frames compare).
+    """
+    use_style()
+    labels = list(curves)
+    alphas = list(curves[labels[0]]["alpha"])
+    layers = llfc_results[labels[0]]["layers"]
+    values = [v for r in llfc_results.values() for vs in r[llfc_key].values() for v in vs]
+    positive = [v for v in values if v > 0] or [1e-6]
+    lo, hi = min(positive) / 2, max(positive) * 2
+    ymax = max(max(c[key]) for c in curves.values())
+    ylabel = {"loss": "cross-entropy loss", "err": "error", "acc": "accuracy"}[key.split("_")[-1]]
+    frames = []
+    for j, alpha in enumerate(alphas):
+        fig, (ax_c, ax_b) = plt.subplots(1, 2, figsize=(9, 3.2))
+        width = 0.8 / len(labels)
+        for i, label in enumerate(labels):
+            c = curves[label]
+            ax_c.plot(c["alpha"], c[key], "-", color=f"C{i}", label=label)
+            ax_c.plot([alpha], [c[key][j]], "o", color=f"C{i}", markersize=8)
+            r = llfc_results[label]
+            xs = [k + (i - (len(labels) - 1) / 2) * width for k in range(len(layers))]
+            ax_b.bar(xs, [max(r[llfc_key][l][j], lo) for l in layers], width, color=f"C{i}")
+        ax_c.axvline(alpha, color="0.6", lw=0.8)
+        ax_c.set(
+            xlabel=r"$\alpha$  (0 = model B, 1 = model A)",
+            ylabel=f"{key.split('_')[0]} {ylabel}",
+            ylim=(0, ymax * 1.08),
+            title=rf"Along the path: $\alpha$ = {alpha:.2f}",
+        )
+        ax_c.legend(fontsize=8)
+        ax_b.set_yscale("log")
+        ax_b.set_ylim(lo, hi)
+        ax_b.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=7)
+        ax_b.set(xlabel="layer", ylabel=r"LLFC $E_x[1-\cos]$", title="LLFC dissimilarity per layer")
+        fig.tight_layout()
+        frames.append(fig)
+    return frames
+
+
+def lemma1(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    logit_errors: Mapping[str, Sequence[float]],
+) -> Figure:
+    """Per pair: the interpolated net's test error, the logit mixture's, and Lemma 1's bound."""
+    use_style()
+    labels = list(curves)
+    fig, axes = plt.subplots(1, len(labels), figsize=(2.6 * len(labels) + 1, 3.2), sharey=True)
+    axes = [axes] if len(labels) == 1 else list(axes)
+    for ax, label in zip(axes, labels, strict=True):
+        c = curves[label]
+        bound = 2 * max(c["test_err"][0], c["test_err"][-1])
+        ax.plot(c["alpha"], [100 * e for e in c["test_err"]], "-", marker=".", label="net")
+        ax.plot(c["alpha"], [100 * e for e in logit_errors[label]], "--", label="logit mix")
+        ax.axhline(100 * bound, color="C3", ls=":", label=r"$2\max(Err_A, Err_B)$")
+        ax.set(title=label, xlabel=r"$\alpha$")
+    axes[0].set_ylabel("test error (%)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def theorem1_scatter(results: Mapping[str, Mapping]) -> Figure:
+    """Measured pre-activation LLFC defect against Theorem 1's prediction, one colour per pair.
+
+    `results` maps a pair label to `metrics.theorem1` output; both axes are relative to the
+    layer's output scale. On the diagonal the layer's input was exactly linear.
+    """
+    use_style()
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    pts = []
+    for i, (label, r) in enumerate(results.items()):
+        xs = [r["predicted"][l] / r["scale"][l] for l in r["layers"]]
+        ys = [r["defect"][l] / r["scale"][l] for l in r["layers"]]
+        ax.scatter(xs, ys, color=f"C{i}", label=label, zorder=3)
+        for l, x_, y_ in zip(r["layers"], xs, ys, strict=True):
+            ax.annotate(
+                l, (x_, y_), fontsize=6, alpha=0.7, xytext=(2, 2), textcoords="offset points"
+            )
+        pts += [v for v in xs + ys if v > 0]
+    lo, hi = min(pts) / 2, max(pts) * 2
+    ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8, label="defect = prediction")
+    ax.fill_between([lo, hi], [lo / 2, hi / 2], [lo * 2, hi * 2], color="0.5", alpha=0.1)
+    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi))
+    ax.set(
+        xlabel=r"predicted $\alpha(1-\alpha)\|(W_A-W_B)(H_A-H_B)\|$ / scale",
+        ylabel=r"measured $\|W_\alpha H_\alpha - (\alpha W_AH_A + (1-\alpha)W_BH_B)\|$ / scale",
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def llfc_vs_alpha(result: Mapping, key: str = "cos_dist_per_sample", title: str = "") -> Figure:
     """LLFC dissimilarity and the scale c against alpha, one line per layer (one pair)."""
     use_style()
@@ -187,3 +289,84 @@ def layer_bars(
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+from typing import TYPE_CHECKING  # noqa: E402  (kept beside the slider, which alone needs it)
+
+SLIDER_WARN_BYTES = 3_000_000  # a page with several sliders must stay a few MB
+
+if TYPE_CHECKING:  # IPython is there whenever a notebook calls this; not a dependency otherwise
+    from IPython.display import HTML
+
+
+def alpha_slider(
+    figures: Sequence[Figure], alphas: Sequence[float], *, title: str = "", dpi: int = 80
+) -> HTML:
+    """One self-contained HTML slider over `figures` (one per alpha); each figure is closed.
+
+    The frames are PNGs inlined as base64 and swapped by a small inline script on the range
+    input's `input` event: no network and no kernel are needed to view it. DOM contract (the site
+    check relies on it): `div.llfc-slider#llfc-slider-<uuid>` holding `input.llfc-slider-input`
+    (min 0, max N-1, starts in the middle), `span.llfc-slider-label` ("alpha = 0.50") and
+    `img.llfc-slider-frame`.
+    """
+    import base64
+    import html
+    import io
+    import json
+    import math
+    import uuid
+    import warnings
+
+    from IPython.display import HTML
+
+    figures, alphas = list(figures), [float(a) for a in alphas]
+    if len(figures) != len(alphas):
+        raise ValueError(
+            f"alpha_slider: got {len(figures)} figures and {len(alphas)} alphas; pass one figure per alpha"
+        )
+    if len(figures) < 2:
+        raise ValueError("alpha_slider: a slider needs at least 2 figures (one per alpha)")
+    if not all(math.isfinite(a) for a in alphas):
+        raise ValueError(f"alpha_slider: every alpha must be a finite number, got {alphas}")
+    if not all(isinstance(f, Figure) for f in figures):
+        raise TypeError("alpha_slider: every item of `figures` must be a matplotlib Figure")
+    frames = []
+    for fig in figures:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+        plt.close(fig)
+        frames.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
+    labels = [f"alpha = {a:.2f}" for a in alphas]
+    uid = f"llfc-slider-{uuid.uuid4().hex}"
+    mid = (len(frames) - 1) // 2
+    data = json.dumps({"frames": frames, "labels": labels}).replace("</", "<\\/")
+    heading = f'<div class="llfc-slider-title"><b>{html.escape(title)}</b></div>' if title else ""
+    page = f"""<div class="llfc-slider" id="{uid}">{heading}
+<input type="range" class="llfc-slider-input" min="0" max="{len(frames) - 1}" step="1" value="{mid}" aria-label="alpha" style="width: 60%; vertical-align: middle;">
+<span class="llfc-slider-label">{html.escape(labels[mid])}</span><br>
+<img class="llfc-slider-frame" src="{frames[mid]}" alt="{html.escape(title or "figure")} at {html.escape(labels[mid])}" style="max-width: 100%;">
+<script type="application/json" class="llfc-slider-data">{data}</script>
+</div>
+<script>
+(function () {{
+  var root = document.getElementById("{uid}");
+  var data = JSON.parse(root.querySelector(".llfc-slider-data").textContent);
+  var input = root.querySelector(".llfc-slider-input");
+  var frame = root.querySelector(".llfc-slider-frame");
+  var label = root.querySelector(".llfc-slider-label");
+  input.addEventListener("input", function () {{
+    var i = Number(input.value);
+    frame.src = data.frames[i];
+    label.textContent = data.labels[i];
+    frame.alt = frame.alt.replace(/alpha = \\S+$/, data.labels[i]);
+  }});
+}})();
+</script>"""
+    if len(page) > SLIDER_WARN_BYTES:
+        warnings.warn(
+            f"alpha_slider: the HTML is {len(page) / 1e6:.1f} MB; use fewer alphas, a lower dpi or "
+            "smaller figures to keep the page light",
+            stacklevel=2,
+        )
+    return HTML(page)
