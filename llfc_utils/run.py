@@ -3,17 +3,23 @@
 Each chapter `notebooks/<name>.ipynb` is executed with its `parameters` cell overridden
 (`profile`, and any `-p name value`) and written to `book/<name>.ipynb`, the copy the book renders.
 Executed copies are generated, never committed.
+
+Before it runs anything it prints what the chapters will train and how long that should take on
+this device (`llfc_utils.plan`); `--dry-run` prints the whole plan and stops there. `--amp fp32`
+trains in float32 on CUDA instead of bf16 autocast (sets LLFC_AMP); `--compile` uses
+torch.compile where it works (sets LLFC_COMPILE=1).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 import time
 from pathlib import Path
 
-from llfc_utils.config import PROFILES
+from llfc_utils.config import AMP, PROFILES
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -73,15 +79,36 @@ def run_chapter(name: str, profile: str, params: dict[str, object], out_dir: Pat
     check_parameters(name, {"profile": profile, **params})
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.ipynb"
-    pm.execute_notebook(
-        str(NOTEBOOKS / f"{name}.ipynb"),
-        str(out),
-        parameters={"profile": profile, **params},
-        cwd=str(ROOT),
-        progress_bar=False,
-        kernel_name="python3",
-    )
+    # The kernel inherits the environment: it runs `profile` even where $LLFC_PROFILE says
+    # otherwise, and without progress bars (nobody watches them; the runner prints a line per
+    # chapter) unless $LLFC_PROGRESS asks for them.
+    saved = {k: os.environ.get(k) for k in ("LLFC_PROFILE", "LLFC_PROGRESS")}
+    os.environ["LLFC_PROFILE"] = profile
+    os.environ.setdefault("LLFC_PROGRESS", "0")
+    try:
+        pm.execute_notebook(
+            str(NOTEBOOKS / f"{name}.ipynb"),
+            str(out),
+            parameters={"profile": profile, **params},
+            cwd=str(ROOT),
+            progress_bar=False,
+            kernel_name="python3",
+        )
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return out
+
+
+def _plan(todo: list[str], profile: str, params: dict[str, object]) -> list:
+    """The training plan of chapters `todo` (llfc_utils.plan) with their full parameters."""
+    from llfc_utils import plan
+
+    full = {name: {**parameters(name), "profile": profile, **params} for name in todo}
+    return plan.make(todo, profile, full)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +120,24 @@ def main(argv: list[str] | None = None) -> int:
         "-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="parameter"
     )
     parser.add_argument("--out", type=Path, default=OUTPUT, help="where executed notebooks go")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be trained and how long; run nothing",
+    )
+    parser.add_argument(
+        "--amp", choices=AMP, help="precision on CUDA (default bf16 autocast); sets LLFC_AMP"
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training step; sets LLFC_COMPILE=1",
+    )
     args = parser.parse_args(argv)
+    if args.amp:  # read by config.get in this process and in the notebooks' kernels
+        os.environ["LLFC_AMP"] = args.amp
+    if args.compile:
+        os.environ["LLFC_COMPILE"] = "1"
     known = chapters()
     todo = args.chapters or known
     unknown = [c for c in todo if c not in known]
@@ -105,6 +149,23 @@ def main(argv: list[str] | None = None) -> int:
             check_parameters(name, {"profile": args.profile, **params})
         except ValueError as e:
             parser.error(str(e))
+    from llfc_utils import plan, train  # after the cheap checks: this imports torch
+
+    try:
+        plans = _plan(todo, args.profile, params)
+    except ValueError as e:  # a parameter the chapters cannot use: fail before anything runs
+        parser.error(str(e))
+    except Exception as e:  # noqa: BLE001 - the estimate is a courtesy: never block a real run
+        if args.dry_run:
+            raise
+        print(f"(no time estimate: {type(e).__name__}: {e})", file=sys.stderr)
+        plans = None
+    if args.dry_run:
+        print(plan.report(plans, args.profile), flush=True)
+        return 0
+    if plans is not None:
+        print(f"Estimated training (profile {args.profile} on {train.device_kind()}):")
+        print(plan.summary(plans), flush=True)
     for i, name in enumerate(todo, 1):
         t0 = time.perf_counter()
         print(f"[{i}/{len(todo)}] {name} (profile {args.profile}) ...", flush=True)

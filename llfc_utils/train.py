@@ -12,15 +12,25 @@ Both children continue the same learning-rate schedule and optimiser state from 
 Spawn epoch 0 = same initialisation, different data order; an *independent* pair has different
 initialisations too. Every state at the end of a segment is cached, so the shared prefix is trained
 once, and a run killed mid-way resumes from its last finished epoch.
+
+On CUDA, training runs under bf16 autocast (`TrainConfig.amp = "fp32"` turns it off) with
+channels-last convolutions, and `LLFC_COMPILE=1` compiles the training step (`maybe_compile`).
+The seconds of every finished epoch are recorded per device kind and recipe (`epoch_seconds`),
+for the estimates of `llfc_utils.plan`.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
+import statistics
 import sys
+import tempfile
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,10 +38,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from llfc_utils import cache, data, models
+from llfc_utils import cache, data, home, models
 from llfc_utils.config import TrainConfig
 
 History = dict[str, list[float]]
+Trajectory = tuple[int, list[tuple[int, int]], str]  # (init seed, segments, label)
 
 
 class TrainingDiverged(RuntimeError):
@@ -69,12 +80,19 @@ def dataset(cfg: TrainConfig, split: str, device: torch.device | str | None = No
 
 
 def lr_at(cfg: TrainConfig, epoch: int) -> float:
-    """The learning rate of 0-based `epoch` under cfg's schedule (per-epoch, closed form)."""
+    """The learning rate of 0-based `epoch` under cfg's schedule (per-epoch, closed form).
+
+    With `warmup_epochs` w > 0, epoch e < w uses lr (e + 1) / w, and a cosine schedule then
+    decays over the remaining epochs (as optax's warmup_cosine_decay_schedule, per epoch).
+    """
+    w = cfg.warmup_epochs
+    if epoch < w:
+        return cfg.lr * (epoch + 1) / w
     if cfg.schedule == "constant":
         return cfg.lr
     if cfg.schedule == "step":
         return cfg.lr * 0.1 ** sum(epoch >= m for m in cfg.milestones)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))  # cosine
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * (epoch - w) / (cfg.epochs - w)))  # cosine
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -122,8 +140,10 @@ def train_epoch(
 ) -> tuple[float, float]:
     """One epoch of SGD/Adam over (x, y) in a seeded order; returns (mean loss, accuracy).
 
-    No host-device synchronisation inside the loop: losses are summed on the device. Seeds the
-    global torch RNG (dropout) from (data_seed, epoch), so that an epoch is reproducible alone.
+    No host-device synchronisation inside the loop: losses are summed on the device. On CUDA the
+    pass runs under bf16 autocast unless cfg.amp is "fp32"; the CPU always computes in float32.
+    Seeds the global torch RNG (dropout) from (data_seed, epoch), so that an epoch is reproducible
+    alone. `model` may be a torch.compile'd wrapper (see `maybe_compile`).
     """
     device = x.device
     seed = _epoch_seed(data_seed, epoch)
@@ -133,6 +153,7 @@ def train_epoch(
     for group in opt.param_groups:
         group["lr"] = lr_at(cfg, epoch)
     cuda = device.type == "cuda"
+    bf16 = cuda and cfg.amp == "bf16"
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -143,7 +164,7 @@ def train_epoch(
             xb = data.augment(xb, gen)
         if cuda and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(xb)
             loss = F.cross_entropy(out.float(), yb)
         opt.zero_grad(set_to_none=True)
@@ -187,12 +208,171 @@ def _segments(segments: list[tuple[int, int]]) -> list[list[int]]:
 
 
 def _spec(cfg: TrainConfig, init_seed: int, segments: list[list[int]], device: torch.device):
+    config = cfg.identity()
+    if device.type != "cuda":
+        config.pop("amp", None)  # the CPU ignores amp: the same run, so the same checkpoint
     return {
-        "config": cfg.to_dict(),
+        "config": config,
         "init_seed": int(init_seed),
         "segments": segments,
         "device_type": device.type,
     }
+
+
+def model_trajectory(cfg: TrainConfig, seed: int) -> Trajectory:
+    """The trajectory `train_model(cfg, seed)` trains: (init seed, segments, label)."""
+    return seed, [(seed, cfg.epochs)], f"{cfg.model} seed {seed}"
+
+
+def spawned_trajectories(
+    cfg: TrainConfig, spawn_epoch: int, seed: int = 0, child_seeds: tuple[int, int] = (1, 2)
+) -> list[Trajectory]:
+    """The two trajectories `train_spawned_pair` trains (same arguments, same checks)."""
+    if not 0 <= spawn_epoch <= cfg.epochs:
+        raise ValueError(f"spawn_epoch must lie in [0, epochs={cfg.epochs}], got {spawn_epoch}")
+    if child_seeds[0] == child_seeds[1]:
+        raise ValueError(f"the two children need different seeds, got {child_seeds}")
+    return [
+        (
+            seed,
+            [(seed, spawn_epoch), (s, cfg.epochs - spawn_epoch)],
+            f"{cfg.model} k={spawn_epoch} child {s}",
+        )
+        for s in child_seeds
+    ]
+
+
+def independent_trajectories(cfg: TrainConfig, seeds: tuple[int, int] = (1, 2)) -> list[Trajectory]:
+    """The two trajectories `train_independent_pair` trains (same arguments, same checks)."""
+    if seeds[0] == seeds[1]:
+        raise ValueError(f"an independent pair needs two different seeds, got {seeds}")
+    return [model_trajectory(cfg, s) for s in seeds]
+
+
+def trajectory_specs(
+    cfg: TrainConfig,
+    init_seed: int,
+    segments: list[tuple[int, int]],
+    device: torch.device | str | None = None,
+) -> list[dict]:
+    """The cache spec of every checkpoint the trajectory writes (one per segment end, in order)."""
+    device = torch.device(device) if device is not None else default_device()
+    segs = _segments(segments)
+    return [_spec(cfg, init_seed, segs[: i + 1], device) for i in range(len(segs))]
+
+
+# ---------------------------------------------------------------- measured seconds per epoch
+
+
+def timings_path() -> Path:
+    """The file of measured seconds per epoch: $LLFC_TIMINGS, default ~/.cache/llfc_book/epoch_seconds.json."""
+    return Path(os.environ.get("LLFC_TIMINGS", home() / "epoch_seconds.json")).expanduser()
+
+
+def device_kind(device: torch.device | str | None = None, compiled: bool = False) -> str:
+    """What a timing was measured on: "cpu", or the CUDA device's name; " +compile" if compiled."""
+    device = torch.device(device) if device is not None else default_device()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return name + (" +compile" if compiled else "")
+
+
+def timing_key(cfg: TrainConfig) -> str:
+    """The key of cfg's timings: the hash of its cache identity (no seeds, no device)."""
+    return cache.key_of({"config": cfg.identity()})
+
+
+def read_timings() -> dict:
+    """{device kind: {timing key: {"run": description, "seconds": [...]}}}; {} if absent or unreadable."""
+    path = timings_path()
+    try:
+        record = json.loads(path.read_text())
+        devices = record["devices"]
+        if not isinstance(devices, dict) or not all(isinstance(v, dict) for v in devices.values()):
+            raise ValueError("not a {device: {key: entry}} map")
+        return devices
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as e:  # corrupt: start afresh, never fail
+        warnings.warn(f"ignoring unreadable timings file {path} ({e})", stacklevel=2)
+        return {}
+
+
+def epoch_seconds(cfg: TrainConfig, kind: str) -> float | None:
+    """The measured seconds per epoch of cfg on device kind `kind` (median of the last few), or None."""
+    seconds = _seconds(read_timings().get(kind, {}).get(timing_key(cfg)))
+    return statistics.median(seconds) if seconds else None
+
+
+def _seconds(entry: object) -> list[float]:
+    """The valid measurements of one timings entry (anything malformed counts as none)."""
+    values = entry.get("seconds") if isinstance(entry, dict) else None
+    if not isinstance(values, list):
+        return []
+    return [float(s) for s in values if isinstance(s, (int, float)) and math.isfinite(s) and s > 0]
+
+
+def record_epoch_seconds(cfg: TrainConfig, kind: str, seconds: float, keep: int = 5) -> None:
+    """Add one measured epoch to the timings file (atomic write; a failure to write is ignored)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a corrupt file is simply replaced
+        devices = read_timings()
+    entries = devices.setdefault(kind, {})
+    key = timing_key(cfg)
+    entries[key] = {
+        "run": f"{cfg.model} {cfg.model_kwargs} on {cfg.dataset}",
+        "seconds": [*_seconds(entries.get(key)), round(float(seconds), 4)][-keep:],
+    }
+    path, tmp = timings_path(), None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(name)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"version": 1, "devices": devices}, f, indent=1)
+        os.replace(tmp, path)
+    except OSError:  # a read-only home must not stop training
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- torch.compile, optional
+
+
+def compile_requested() -> bool:
+    """Whether $LLFC_COMPILE asks for torch.compile (set it to 1; default off)."""
+    return os.environ.get("LLFC_COMPILE", "0").strip().lower() not in ("", "0", "false", "no")
+
+
+@functools.lru_cache(maxsize=4)
+def _compile_problem(device_type: str) -> str | None:
+    """None if torch.compile builds and runs a kernel on `device_type`, else why not."""
+    try:
+        fn = torch.compile(lambda t: torch.relu(t) * 2 + 1)
+        fn(torch.ones(8, device=device_type))
+    except Exception as e:  # noqa: BLE001 - any failure means: train without compiling
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return None
+
+
+def maybe_compile(
+    model: nn.Module, device: torch.device | str, enabled: bool | None = None
+) -> nn.Module:
+    """`torch.compile(model)` if enabled (default: $LLFC_COMPILE) and it works here, else `model`.
+
+    When compiling was asked for but cannot work on this machine, warns and returns `model`.
+    The compiled wrapper shares `model`'s parameters; checkpoints are taken from `model`.
+    """
+    if not (compile_requested() if enabled is None else enabled):
+        return model
+    problem = _compile_problem(torch.device(device).type)
+    if problem is not None:
+        warnings.warn(
+            f"torch.compile is not available here ({problem}); training without it. "
+            "Unset LLFC_COMPILE to silence this.",
+            stacklevel=2,
+        )
+        return model
+    return torch.compile(model)
 
 
 def _progress_enabled() -> bool:
@@ -217,8 +397,19 @@ def _run(
             return hit[0], hit[1]["history"]
 
         model = build_model(cfg, init_seed).to(device)
-        if device.type == "cuda" and cfg.model != "mlp":
-            model = model.to(memory_format=torch.channels_last)
+        if device.type == "cuda":
+            # fixed shapes: let cuDNN time its kernels once and keep the fastest
+            torch.backends.cudnn.benchmark = True
+            if cfg.model != "mlp":
+                model = model.to(memory_format=torch.channels_last)
+            if cfg.amp == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+                warnings.warn(
+                    f"{torch.cuda.get_device_name(device)} has no native bfloat16, so bf16 "
+                    "autocast is emulated and slow; set LLFC_AMP=fp32 (or run with --amp fp32).",
+                    stacklevel=2,
+                )
+        step_model = maybe_compile(model, device)  # the same parameters, maybe compiled
+        kind = device_kind(device, compiled=step_model is not model)
         opt = make_optimizer(cfg, model)
         history: History = {
             k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
@@ -249,7 +440,7 @@ def _run(
         )
         for epoch in bar:
             t0 = time.perf_counter()
-            loss, acc = train_epoch(model, opt, cfg, x, y, epoch, segments[-1][0])
+            loss, acc = train_epoch(step_model, opt, cfg, x, y, epoch, segments[-1][0])
             test_loss, test_acc = evaluate(model, xt, yt)
             finite_weights = all(bool(torch.isfinite(p).all()) for p in model.parameters())
             if not (math.isfinite(loss) and math.isfinite(test_loss) and finite_weights):
@@ -259,15 +450,17 @@ def _run(
                     f"optimizer={cfg.optimizer}); lower the learning rate. "
                     "No checkpoint was written for this epoch."
                 )
+            seconds = time.perf_counter() - t0  # synchronised: evaluate() read its result back
             for k, v in zip(
                 history,
-                (loss, acc, test_loss, test_acc, lr_at(cfg, epoch), time.perf_counter() - t0),
+                (loss, acc, test_loss, test_acc, lr_at(cfg, epoch), seconds),
                 strict=True,
             ):
                 history[k].append(v)
             bar.set_postfix(loss=f"{loss:.3f}", test_acc=f"{test_acc:.3f}")
             if epoch + 1 < end:
                 cache.save(resume_spec, _pack(model, opt), {"history": history, "epoch": epoch + 1})
+            record_epoch_seconds(cfg, kind, time.perf_counter() - t0)  # with the checkpoint write
         bar.close()
         tensors = _pack(model, opt)
         cache.save(spec, tensors, {"history": history, "epoch": end})
@@ -301,7 +494,8 @@ def train_model(
     cfg: TrainConfig, seed: int = 0, device: torch.device | str | None = None
 ) -> tuple[nn.Module, History]:
     """One model trained from scratch: initialisation and data order both seeded by `seed`."""
-    return train_run(cfg, seed, [(seed, cfg.epochs)], device, label=f"{cfg.model} seed {seed}")
+    init, segs, label = model_trajectory(cfg, seed)
+    return train_run(cfg, init, segs, device, label)
 
 
 def train_spawned_pair(
@@ -315,17 +509,10 @@ def train_spawned_pair(
 
     Returns (model_a, model_b, history_a, history_b).
     """
-    if not 0 <= spawn_epoch <= cfg.epochs:
-        raise ValueError(f"spawn_epoch must lie in [0, epochs={cfg.epochs}], got {spawn_epoch}")
-    if child_seeds[0] == child_seeds[1]:
-        raise ValueError(f"the two children need different seeds, got {child_seeds}")
-    out = []
-    for s in child_seeds:
-        segs = [(seed, spawn_epoch), (s, cfg.epochs - spawn_epoch)]
-        out.append(
-            train_run(cfg, seed, segs, device, label=f"{cfg.model} k={spawn_epoch} child {s}")
-        )
-    (a, ha), (b, hb) = out
+    (a, ha), (b, hb) = (
+        train_run(cfg, init, segs, device, label)
+        for init, segs, label in spawned_trajectories(cfg, spawn_epoch, seed, child_seeds)
+    )
     return a, b, ha, hb
 
 
@@ -333,7 +520,8 @@ def train_independent_pair(
     cfg: TrainConfig, seeds: tuple[int, int] = (1, 2), device: torch.device | str | None = None
 ) -> tuple[nn.Module, nn.Module, History, History]:
     """Two runs from different initialisations and data orders. Returns (a, b, history_a, history_b)."""
-    if seeds[0] == seeds[1]:
-        raise ValueError(f"an independent pair needs two different seeds, got {seeds}")
-    (a, ha), (b, hb) = (train_model(cfg, s, device) for s in seeds)
+    (a, ha), (b, hb) = (
+        train_run(cfg, init, segs, device, label)
+        for init, segs, label in independent_trajectories(cfg, seeds)
+    )
     return a, b, ha, hb

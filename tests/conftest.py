@@ -17,6 +17,10 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LLFC_CACHE", str(cache))
     monkeypatch.setenv("LLFC_PROGRESS", "0")
     monkeypatch.setenv("LLFC_RESULTS", str(tmp_path / "results"))  # never book/results
+    monkeypatch.setenv("LLFC_TIMINGS", str(tmp_path / "epoch_seconds.json"))
+    monkeypatch.delenv("LLFC_PROFILE", raising=False)
+    monkeypatch.delenv("LLFC_AMP", raising=False)
+    monkeypatch.delenv("LLFC_COMPILE", raising=False)
     yield cache
     train._split.cache_clear()
 

@@ -615,8 +615,10 @@ def _sources() -> list[tuple[str, str]]:
         for i, cell in enumerate(json.loads(path.read_text())["cells"]):
             if cell["cell_type"] == "code":
                 src = "".join(cell["source"])
-                src = "\n".join(
-                    "" if line.lstrip().startswith(("%", "!")) else line
+                src = "\n".join(  # IPython magics become `pass`, keeping the indentation
+                    line[: len(line) - len(line.lstrip())] + "pass"
+                    if line.lstrip().startswith(("%", "!"))
+                    else line
                     for line in src.splitlines()
                 )
                 out.append((src, f"{path.relative_to(ROOT)}[cell {i}]"))

@@ -212,6 +212,19 @@ def test_lr_schedules():
     assert all(x > y for x, y in itertools.pairwise(got))
 
 
+def test_warmup_then_cosine():
+    """Git Re-Basin's warmup_cosine_decay_schedule, per epoch: linear up, then cosine over the rest."""
+    cfg = TINY.replace(schedule="cosine", lr=0.4, epochs=6, warmup_epochs=2)
+    got = [train.lr_at(cfg, e) for e in range(6)]
+    expect = [0.2, 0.4, 0.4, 0.2 * (1 + math.sqrt(0.5)), 0.2, 0.2 * (1 - math.sqrt(0.5))]
+    assert got == pytest.approx(expect, rel=1e-12)
+    step = TINY.replace(schedule="step", lr=0.1, epochs=4, milestones=(3,), warmup_epochs=1)
+    assert [train.lr_at(step, e) for e in range(4)] == pytest.approx([0.1, 0.1, 0.1, 0.01])
+    for bad in (-1, 6, 1.5):
+        with pytest.raises(ValueError, match="warmup_epochs must lie in"):
+            cfg.replace(warmup_epochs=bad)
+
+
 def test_train_epoch_uses_the_scheduled_lr():
     cfg = TINY.replace(schedule="step", lr=0.1, epochs=3, milestones=(1,))
     model = train.build_model(cfg, 0)

@@ -1,0 +1,368 @@
+"""llfc_utils.plan and the runner's --dry-run: the plan matches what training caches, timings, amp, compile."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import statistics
+import warnings
+
+import pytest
+import torch
+
+from llfc_utils import cache, config, plan, run, train
+
+CPU = torch.device("cpu")
+SMOKE_MLP = config.get("smoke", "mlp")
+TINY = SMOKE_MLP.replace(train_subset=256, test_subset=128, epochs=2)
+
+
+@pytest.fixture(autouse=True)
+def _private_timings(tmp_path, monkeypatch):
+    """Every test gets its own timings file, and no $LLFC_AMP / $LLFC_COMPILE from outside."""
+    path = tmp_path / "epoch_seconds.json"
+    monkeypatch.setenv("LLFC_TIMINGS", str(path))
+    monkeypatch.setenv("LLFC_AMP", "")  # unset; undone after the test even if the runner sets it
+    monkeypatch.setenv("LLFC_COMPILE", "0")
+    return path
+
+
+def _params(chapter: str, **overrides) -> dict:
+    return {**run.parameters(chapter), **overrides}
+
+
+def _planned_keys(plans: list[plan.ChapterPlan]) -> set[str]:
+    """Every checkpoint key the planned runs write (one per segment end)."""
+    return {
+        cache.key_of(spec)
+        for p in plans
+        for r in p.runs
+        for spec in train.trajectory_specs(r.run.cfg, r.run.init_seed, list(r.run.segments), CPU)
+    }
+
+
+def _cached_keys(folder) -> set[str]:
+    return {p.stem for p in folder.glob("*.json")}
+
+
+def _forbid_training(monkeypatch) -> None:
+    def boom(*args, **kwargs):
+        raise AssertionError("a dry run must not train or execute anything")
+
+    monkeypatch.setattr(train, "_run", boom)
+    monkeypatch.setattr(run, "run_chapter", boom)
+
+
+# ---------------------------------------------------------------- the dry run
+
+
+def test_dry_run_prints_the_plan_and_trains_nothing(capsys, monkeypatch, _isolated_cache):
+    _forbid_training(monkeypatch)
+    code = run.main(["--profile", "smoke", "--chapters", "01_lmc_basics", "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "01_lmc_basics: 4 runs, 38 epochs to train" in out, out  # 2 x 10 + 2 + 2 x 8
+    assert "spawned k=2" in out and "independent" in out
+    assert "total" in out and "guess" in out
+    assert not _isolated_cache.exists() or not any(_isolated_cache.iterdir())
+
+
+def test_dry_run_of_the_paper_profile_on_the_cpu(capsys, monkeypatch, tmp_path):
+    """The issue's check: the plan and the time of 02_spawning, with no CIFAR-10 on this machine."""
+    monkeypatch.setenv("LLFC_DATA", str(tmp_path / "no_data"))
+    _forbid_training(monkeypatch)
+    assert run.main(["--profile", "paper", "--chapters", "02_spawning", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "vgg16" in out and "cifar10" in out and "step [80, 120]" in out
+    # mlp: 2 x 30 + (2 x 30) + (1 + 2 x 29) + (2 + 2 x 28) + (5 + 2 x 25); cnn likewise over 160
+    mlp = 60 + 60 + 59 + 58 + 55
+    cnn = 320 + 320 + 319 + 317
+    assert f"02_spawning: 18 runs, {mlp + cnn} epochs to train" in out, out
+    assert "guess: from FLOPs" in out
+    assert not (tmp_path / "no_data").exists()  # no download was attempted
+
+
+def test_a_real_run_prints_the_estimate_before_it_starts(capsys, monkeypatch):
+    order = []
+    monkeypatch.setattr(run, "run_chapter", lambda name, *a, **k: order.append(name))
+    assert run.main(["--profile", "smoke", "--chapters", "00_training"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("Estimated training") < out.index("[1/1] 00_training")
+    assert "00_training" in out.splitlines()[1] and "10 epochs to train" in out
+    assert "total" in out
+    assert order == ["00_training", "results"]
+
+
+def test_a_failing_estimate_does_not_block_a_real_run(capsys, monkeypatch):
+    monkeypatch.setattr(run, "run_chapter", lambda *a, **k: None)
+    monkeypatch.setattr(plan, "make", lambda *a, **k: 1 / 0)
+    assert run.main(["--profile", "smoke", "--chapters", "00_training"]) == 0
+    assert "no time estimate: ZeroDivisionError" in capsys.readouterr().err
+    with pytest.raises(ZeroDivisionError):  # a dry run is only the estimate: it must not hide this
+        run.main(["--profile", "smoke", "--chapters", "00_training", "--dry-run"])
+
+
+def test_dry_run_rejects_a_role_without_its_spawn_grid(capsys):
+    with pytest.raises(SystemExit) as e:
+        run.main(
+            ["--profile", "paper", "--chapters", "02_spawning", "-p", "roles", '["resnet20"]']
+            + ["--dry-run"]
+        )
+    assert e.value.code == 2
+    assert "'resnet20'" in capsys.readouterr().err  # the message names what is missing
+
+
+# ---------------------------------------------------------------- the plan is what training caches
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_plan_of_chapter_01_is_exactly_what_training_caches(_isolated_cache, monkeypatch):
+    """Oracle: train as the notebook's training cell does, then compare the cache with the plan."""
+    small = SMOKE_MLP.replace(train_subset=256, test_subset=128, epochs=4)  # the same code, faster
+    monkeypatch.setitem(config.PROFILES["smoke"], "mlp", small)
+    params = _params("01_lmc_basics", profile="smoke", spawn_epoch=3, seed=4)
+    before = plan.make(["01_lmc_basics"], "smoke", {"01_lmc_basics": params}, CPU)
+    e, k = small.epochs, 3
+    assert before[0].epochs == 2 * e + k + 2 * (e - k)  # the parent's k epochs are trained once
+    assert [r.status for r in before[0].runs] == ["train"] * 4
+
+    # notebooks/01_lmc_basics.ipynb, its training cell, with profile smoke, spawn_epoch 3, seed 4
+    cfg = config.get("smoke", "mlp")
+    train.train_independent_pair(cfg, seeds=(1, 2), device=CPU)
+    train.train_spawned_pair(cfg, 3, seed=4, child_seeds=(5, 6), device=CPU)
+
+    assert _cached_keys(_isolated_cache) == _planned_keys(before)
+    after = plan.make(["01_lmc_basics"], "smoke", {"01_lmc_basics": params}, CPU)
+    assert after[0].epochs == 0 and [r.status for r in after[0].runs] == ["cached"] * 4
+
+
+def test_runs_shared_between_chapters_count_once():
+    params = {c: _params(c, profile="smoke") for c in ("01_lmc_basics", "04_weak_additivity")}
+    p01, p04 = plan.make(["01_lmc_basics", "04_weak_additivity"], "smoke", params, CPU)
+    assert p01.epochs == 38
+    # 04 needs 01's mlp pairs (spawned k=2 from seed 0, independent 1 and 2): all shared; and
+    # the cnn (6 epochs): spawned k=3 (3 + 2 x 3) and an independent pair (2 x 6)
+    assert [r.status for r in p04.runs if r.run.role == "mlp"] == ["shared"] * 4
+    assert p04.epochs == (3 + 2 * 3) + 2 * 6
+
+
+def test_a_half_trained_run_counts_only_its_remaining_epochs(_isolated_cache):
+    spec = train.trajectory_specs(SMOKE_MLP, 1, [(1, 10)], CPU)[-1]
+    cache.save({**spec, "resume": True}, {"w": torch.zeros(1)}, {"epoch": 4, "history": {}})
+    params = {"00_training": _params("00_training", profile="smoke", seed=1)}
+    (p,) = plan.make(["00_training"], "smoke", params, CPU)
+    assert p.epochs == 6 and "resumes at epoch 4" in p.runs[0].note
+
+
+def _train_calls(chapter: str) -> set[str]:
+    """The names of the `train.train_*` functions the notebook's code cells call."""
+    nb = json.loads((run.NOTEBOOKS / f"{chapter}.ipynb").read_text())
+    names = set()
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        src = "".join(cell["source"])
+        lines = src.splitlines()  # IPython magics (%pip, !cmd) are not Python: keep their indent
+        src = "\n".join(
+            line[: len(line) - len(line.lstrip())] + "pass"
+            if line.strip().startswith(("%", "!"))
+            else line
+            for line in lines
+        )
+        for node in ast.walk(ast.parse(src)):
+            f = node.func if isinstance(node, ast.Call) else None
+            if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
+                if f.value.id == "train" and f.attr.startswith("train_"):
+                    names.add(f.attr)
+    return names
+
+
+@pytest.mark.parametrize("chapter", [*run.chapters(), "results"])
+def test_every_chapter_has_a_plan_naming_its_notebooks_train_calls(chapter):
+    assert chapter in plan.CHAPTERS, f"add chapter {chapter} to llfc_utils/plan.py"
+    assert _train_calls(chapter) == plan.CHAPTERS[chapter][1]
+
+
+# ---------------------------------------------------------------- timings and the estimate
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_timings_are_recorded_per_epoch_and_used_by_the_estimate(_private_timings):
+    assert plan.epoch_estimate(TINY, CPU)[1] == "guess: from FLOPs"
+    _, history = train.train_model(TINY, 0, CPU)
+    record = json.loads(_private_timings.read_text())
+    seconds = record["devices"]["cpu"][train.timing_key(TINY)]["seconds"]
+    assert len(seconds) == TINY.epochs
+    # each recorded epoch includes its checkpoint write, so it is at least the history's seconds
+    assert all(s >= h * 0.999 for s, h in zip(seconds, history["seconds"], strict=True))
+    per_epoch, source = plan.epoch_estimate(TINY, CPU)
+    assert source == "measured on cpu" and per_epoch == pytest.approx(statistics.median(seconds))
+    params = {"00_training": _params("00_training", profile="smoke", seed=7)}
+    (p00,) = plan.make(["00_training"], "smoke", params, CPU)
+    assert p00.sources == {"guess"}  # another config (the smoke MLP): not measured yet
+
+
+def test_timings_keep_the_last_few_and_take_their_median():
+    for s in (100.0, 1.0, 2.0, 3.0, 4.0, 5.0):
+        train.record_epoch_seconds(TINY, "cpu", s)
+    assert train.epoch_seconds(TINY, "cpu") == 3.0  # 100 dropped: only the last 5 are kept
+    assert train.epoch_seconds(TINY, "NVIDIA H100 80GB HBM3") is None
+    assert train.epoch_seconds(TINY.replace(lr=0.1), "cpu") is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["{not json", "[1, 2]", '{"devices": 3}', '{"devices": {"cpu": {"k": 5}}}', ""],
+)
+def test_a_corrupt_timings_file_is_tolerated(_private_timings, content):
+    _private_timings.write_text(content)
+    key = train.timing_key(TINY)
+    if '"k"' in content:  # well-formed around a malformed entry: read without complaint
+        content = content.replace('"k"', json.dumps(key))
+        _private_timings.write_text(content)
+        assert train.epoch_seconds(TINY, "cpu") is None
+    else:
+        with pytest.warns(UserWarning, match="unreadable timings file"):
+            assert train.epoch_seconds(TINY, "cpu") is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # recording replaces the bad file without a warning
+        train.record_epoch_seconds(TINY, "cpu", 2.5)
+    assert train.epoch_seconds(TINY, "cpu") == 2.5
+
+
+def test_an_unwritable_timings_file_does_not_stop_training(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("LLFC_TIMINGS", str(blocker / "sub" / "epoch_seconds.json"))
+    train.record_epoch_seconds(TINY, "cpu", 1.0)  # no exception
+    with pytest.warns(UserWarning, match="unreadable timings file"):
+        assert train.epoch_seconds(TINY, "cpu") is None
+
+
+def test_flops_of_the_mlp_match_a_hand_count():
+    widths = [784, 64, 64, 64, 10]
+    fwd = 2 * sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+    got_fwd, got_both = plan.train_flops(SMOKE_MLP)
+    assert got_fwd == fwd
+    # backward: weight gradients of every layer, input gradients of all but the first
+    assert got_both == fwd + fwd + (fwd - 2 * 784 * 64)
+
+
+def test_peak_table_matches_names_by_their_most_specific_entry():
+    assert plan.peak_tflops("NVIDIA H100 80GB HBM3") == (989.0, "bf16")
+    assert plan.peak_tflops("NVIDIA H100 PCIe")[0] == 756.0
+    assert plan.peak_tflops("NVIDIA L40S")[0] == 362.0 and plan.peak_tflops("NVIDIA L4")[0] == 121.0
+    assert plan.peak_tflops("Tesla T4")[1].startswith("fp16")
+    assert plan.peak_tflops("Some Future GPU") is None
+
+
+def test_durations_read_naturally():
+    assert [plan.duration(s) for s in (5, 600, 7200, 3 * 86400)] == [
+        "5 s",
+        "10 min",
+        "2.0 h",
+        "3.0 days",
+    ]
+
+
+# ---------------------------------------------------------------- amp and compile
+
+
+def test_old_checkpoint_keys_are_unchanged():
+    """Keys computed before amp and warmup_epochs existed (commit 3cb58d4): old caches still hit."""
+    old = {
+        ("smoke", "mlp", "cpu"): "c14478d18d6ac330e118b363",
+        ("cpu", "cnn", "cuda"): "2ec593df871d08595075acef",
+        ("paper", "cnn", "cuda"): "ca89b188a906d1cdd1fbda7b",
+        ("paper", "cnn", "cpu"): "6fc46f8d37e2df1ba7662fde",
+    }
+    for (profile, role, device), key in old.items():
+        cfg = config.get(profile, role)
+        spec = train._spec(cfg, 0, [[0, cfg.epochs]], torch.device(device))
+        assert cache.key_of(spec) == key, (profile, role, device)
+    cfg = config.get("paper", "cnn")
+    cuda = torch.device("cuda")
+    base = cache.key_of(train._spec(cfg, 0, [[0, 160]], cuda))
+    assert cache.key_of(train._spec(cfg.replace(amp="fp32"), 0, [[0, 160]], cuda)) != base
+    assert cache.key_of(train._spec(cfg.replace(warmup_epochs=5), 0, [[0, 160]], cuda)) != base
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_amp_is_a_no_op_on_the_cpu(tmp_path, monkeypatch):
+    fp32 = TINY.replace(amp="fp32", epochs=1)
+    bf16 = TINY.replace(epochs=1)
+    assert train._spec(fp32, 0, [[0, 1]], CPU) == train._spec(bf16, 0, [[0, 1]], CPU)
+    monkeypatch.setenv("LLFC_CACHE", str(tmp_path / "a"))
+    a, _ = train.train_model(bf16, 0, CPU)
+    monkeypatch.setenv("LLFC_CACHE", str(tmp_path / "b"))
+    b, _ = train.train_model(fp32, 0, CPU)
+    assert any((tmp_path / "b").glob("*.safetensors"))  # really trained again, not loaded
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_amp_setting_and_its_errors(monkeypatch):
+    assert config.get("paper", "cnn").amp == "bf16"
+    monkeypatch.setenv("LLFC_AMP", "fp32")
+    assert config.get("paper", "cnn").amp == "fp32"
+    monkeypatch.setenv("LLFC_AMP", "fp16")
+    with pytest.raises(ValueError, match="LLFC_AMP='fp16'.*bf16, fp32"):
+        config.get("paper", "cnn")
+    with pytest.raises(ValueError, match="unknown amp 'half'"):
+        TINY.replace(amp="half")
+    with pytest.raises(SystemExit):
+        run.main(["--amp", "fp16", "--dry-run"])
+
+
+def test_run_flags_set_the_environment_for_the_kernels():
+    argv = ["--profile", "smoke", "--chapters", "00_training", "--amp", "fp32", "--compile"]
+    assert run.main([*argv, "--dry-run"]) == 0
+    assert os.environ["LLFC_AMP"] == "fp32" and os.environ["LLFC_COMPILE"] == "1"
+
+
+def test_compile_is_off_by_default(monkeypatch):
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: pytest.fail("compiled"))
+    net = train.build_model(TINY, 0)
+    assert train.maybe_compile(net, CPU) is net
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_compile_falls_back_with_a_warning_when_unavailable(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(train, "_compile_problem", train._compile_problem.__wrapped__)
+    monkeypatch.setenv("LLFC_COMPILE", "1")
+    net = train.build_model(TINY, 0)
+    with pytest.warns(
+        UserWarning, match="torch.compile is not available here.*no C\\+\\+ compiler"
+    ):
+        assert train.maybe_compile(net, CPU) is net
+    with pytest.warns(UserWarning, match="training without it"):
+        model, history = train.train_model(TINY, 0, CPU)
+    assert math.isfinite(history["train_loss"][-1])
+    assert (
+        train.device_kind(CPU, compiled=False)
+        in json.loads((train.timings_path()).read_text())["devices"]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("fashion_mnist")
+def test_compiled_training_matches_eager_closely(monkeypatch, tmp_path):
+    if train._compile_problem("cpu") is not None:
+        pytest.skip(f"torch.compile does not work here: {train._compile_problem('cpu')}")
+    cfg = TINY.replace(epochs=1)
+    eager, h_eager = train.train_model(cfg, 0, CPU)
+    monkeypatch.setenv("LLFC_COMPILE", "1")
+    monkeypatch.setenv("LLFC_CACHE", str(tmp_path / "compiled"))
+    compiled, h_comp = train.train_model(cfg, 0, CPU)
+    assert h_comp["train_loss"][0] == pytest.approx(h_eager["train_loss"][0], rel=1e-3)
+    for (name, p), q in zip(
+        eager.state_dict().items(), compiled.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(p, q, atol=1e-4), name
+    assert "cpu +compile" in json.loads(train.timings_path().read_text())["devices"]
