@@ -14,13 +14,15 @@ PROFILE ?= cpu
 # This machine's pip prints one harmless line per local wheel folder it cannot see; hide those.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help setup data lint format test book run bench lock clean
+.PHONY: help setup data browser lint format test book run labs bench sweep lock clean
 
 help:
 	@echo "make book   execute every chapter ($(PROFILE) profile) and render the site into _build/html"
 	@echo "make test   lint and run the test suite"
 	@echo "make run PROFILE=smoke|cpu|paper   execute the chapters only"
+	@echo "make labs   write the course labs (the chapters without their solutions) into labs/"
 	@echo "make bench  run the benchmarks in bench/"
+	@echo "make sweep  chapter $(SWEEP_CHAPTER) over a spawn-epoch x seed grid on $(SWEEP_WORKERS) Dask workers (SWEEP_PROFILE, SWEEP_GRID, SWEEP_OUT)"
 	@echo "make lock   rewrite $(LOCK) from the current venv"
 
 $(STAMP): $(LOCK) pyproject.toml
@@ -42,6 +44,22 @@ data: setup
 	fi
 	$(PY) -m llfc_utils.data fashion_mnist
 
+# Headless Chromium for the site check (llfc_utils/sitecheck.py): the Debian packages, installed
+# here when we are root and they are missing; elsewhere the check is skipped with a message.
+browser:
+	@if ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing the Debian packages chromium and chromium-driver (for the site check)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "no Chromium: the site check will be skipped (apt-get install chromium chromium-driver)"; \
+	  fi; \
+	fi
+
+# Course labs: every chapter with its solution cells replaced by prompts (generated, not committed).
+labs: setup
+	$(PY) -m llfc_utils.labs --out labs
+
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -50,18 +68,29 @@ format: setup
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-test: lint data
+test: lint data browser
 	$(PY) -m pytest -q
 
 run: data
 	$(PY) -m llfc_utils.run --profile $(PROFILE)
 
-book: run
+book: run browser
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(PY) -m llfc_utils.sitecheck _build/html --allow-missing-browser
 	@echo "open _build/html/index.html"
 
 bench: data
 	$(PY) bench/train_throughput.py
+
+# A grid of chapter runs as parallel jobs (llfc_utils/sweep.py); a re-run skips finished jobs.
+SWEEP_CHAPTER ?= 01_lmc_basics
+SWEEP_PROFILE ?= cpu
+SWEEP_GRID ?= spawn_epoch=0,2,5 seed=0,1
+SWEEP_WORKERS ?= 2
+SWEEP_OUT ?= sweeps/$(SWEEP_CHAPTER)-$(SWEEP_PROFILE)
+sweep: data
+	$(PY) -m llfc_utils.sweep --chapter $(SWEEP_CHAPTER) --profile $(SWEEP_PROFILE) \
+	  --grid $(SWEEP_GRID) --workers $(SWEEP_WORKERS) --out $(SWEEP_OUT)
 
 lock: setup
 	@{ echo "# Exact versions the book was built and tested with (Python 3.11, x86_64, Linux)."; \

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from llfc_utils.train import evaluate
+from llfc_utils.train import evaluate, progress_enabled
 
 Curve = dict[str, list[float]]
 
@@ -127,7 +127,7 @@ def lmc_curve(
     alphas: Sequence[float],
     batch_size: int = 1000,
     bn_reset: torch.Tensor | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> Curve:
     """Loss, accuracy and error of theta_alpha at each alpha, on each split of `data`.
 
@@ -141,7 +141,7 @@ def lmc_curve(
     for split in data:
         for m in ("loss", "acc", "err"):
             curve[f"{split}_{m}"] = []
-    for alpha in tqdm(alphas, desc="alpha", leave=False, disable=not progress):
+    for alpha in tqdm(alphas, desc="alpha", leave=False, disable=not progress_enabled(progress)):
         model = lerp(model_a, model_b, alpha)
         if bn_reset is not None:
             reset_bn(model, bn_reset)

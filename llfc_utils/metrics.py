@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from llfc_utils import features
 from llfc_utils.interpolate import check_alphas, check_same_architecture, lerp_state
+from llfc_utils.train import progress_enabled
 
 
 def cosine_dissimilarity(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -96,7 +97,7 @@ def llfc(
     alphas: Sequence[float],
     layers: Sequence[str] | None = None,
     batch_size: int = 500,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> dict:
     """LLFC per layer and alpha, and the A-vs-B baseline, streamed over `x`.
 
@@ -115,7 +116,7 @@ def llfc(
     stats = {(l, a): Cosine() for l in layers for a in alphas}
     base = {l: Cosine() for l in layers}
     starts = range(0, len(x), batch_size)
-    for i in tqdm(starts, desc="LLFC", leave=False, disable=not progress):
+    for i in tqdm(starts, desc="LLFC", leave=False, disable=not progress_enabled(progress)):
         xb = x[i : i + batch_size]
         fa, fb = features.of_batch([model_a, model_b], xb, layers)
         for l in layers:
@@ -148,7 +149,7 @@ def weak_additivity(
     alphas: Sequence[float] = (0.25, 0.5, 0.75),
     layers: Sequence[str] | None = None,
     batch_size: int = 500,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> dict:
     """Weak additivity at each ReLU: relu(alpha h_A + (1-alpha) h_B) vs alpha relu(h_A) + (1-alpha) relu(h_B).
 
@@ -166,7 +167,11 @@ def weak_additivity(
     batches = features.iter_features([model_a, model_b], x, layers, batch_size, inputs=True)
     total = math.ceil(len(x) / batch_size)
     for ha, hb in tqdm(
-        batches, total=total, desc="weak additivity", leave=False, disable=not progress
+        batches,
+        total=total,
+        desc="weak additivity",
+        leave=False,
+        disable=not progress_enabled(progress),
     ):
         for l in layers:
             a_, b_ = ha[l].double(), hb[l].double()
@@ -201,7 +206,7 @@ def commutativity(
     x: torch.Tensor,
     layers: Sequence[str] | None = None,
     batch_size: int = 500,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> dict:
     """Commutativity (Definition 4) per Linear/Conv layer, with the distances that explain it.
 
@@ -226,7 +231,11 @@ def commutativity(
     )
     total = math.ceil(len(x) / batch_size)
     for ha_all, hb_all in tqdm(
-        batches, total=total, desc="commutativity", leave=False, disable=not progress
+        batches,
+        total=total,
+        desc="commutativity",
+        leave=False,
+        disable=not progress_enabled(progress),
     ):
         for l in layers:
             m = mods_a[l]
@@ -257,7 +266,7 @@ def theorem1(
     alpha: float = 0.5,
     layers: Sequence[str] | None = None,
     batch_size: int = 500,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> dict:
     """Theorem 1's one-step identity measured on real nets, per Linear/Conv layer.
 
@@ -288,7 +297,9 @@ def theorem1(
         [model_a, model_b, net], x, layers, batch_size, inputs=True, flatten=False
     )
     total = math.ceil(len(x) / batch_size)
-    for hs in tqdm(batches, total=total, desc="theorem 1", leave=False, disable=not progress):
+    for hs in tqdm(
+        batches, total=total, desc="theorem 1", leave=False, disable=not progress_enabled(progress)
+    ):
         for l in layers:
             m = mods[0][l]
             wa, wb, wt = (d[l].weight.double() for d in mods)

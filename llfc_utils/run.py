@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import sys
 import time
@@ -100,7 +101,18 @@ def run_chapter(name: str, profile: str, params: dict[str, object], out_dir: Pat
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    _hide_injected_parameters(out)
     return out
+
+
+def _hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected `# Parameters` cell `remove-cell`: the page shows the profile anyway."""
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def _plan(todo: list[str], profile: str, params: dict[str, object]) -> list:

@@ -375,8 +375,14 @@ def maybe_compile(
     return torch.compile(model)
 
 
-def _progress_enabled() -> bool:
+def progress_enabled(progress: bool | None = None) -> bool:
+    """Whether to draw progress bars: `progress` if given, else not when $LLFC_PROGRESS is "0"."""
+    if progress is not None:
+        return progress
     return os.environ.get("LLFC_PROGRESS", "1") != "0"
+
+
+_progress_enabled = progress_enabled
 
 
 def _run(

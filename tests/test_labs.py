@@ -1,0 +1,178 @@
+"""Course labs: solutions out, prompts and checks in, and the round trip back to the chapter."""
+
+from __future__ import annotations
+
+import nbformat
+import papermill as pm
+import pytest
+
+from llfc_utils import labs, run
+
+
+def _code(source: str, tags: list[str], output: str | None = None):
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": tags} if tags else {})
+    if output is not None:
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=output)]
+        cell.execution_count = 3
+    return cell
+
+
+def _chapter(check_after: bool = True, prompt: bool = True):
+    """A synthetic chapter with two exercises, in the lead's convention."""
+    answer = "k_pred = 2 * 21\nprint(k_pred)"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# A chapter"),
+        _code('profile = "cpu"', ["parameters"]),
+        _code("import math", [], output="done\n"),
+        nbformat.v4.new_markdown_cell(
+            "**Exercise 1.** Compute k.", metadata={"tags": ["exercise"]}
+        ),
+        _code(
+            ("# Exercise 1: set `k_pred` to twice 21.\n#\n# (one line)\n" if prompt else "")
+            + answer,
+            ["solution", "hide-input"],
+            output="42\n",
+        ),
+        _code("assert k_pred == 42, 'k_pred should be 42'", ["check", "remove-cell"]),
+        nbformat.v4.new_markdown_cell("**Exercise 2.**", metadata={"tags": ["exercise"]}),
+        _code(
+            "# Exercise 2: set `root` to the square root of k_pred.\nroot = math.sqrt(k_pred)",
+            ["solution", "hide-input"],
+        ),
+        nbformat.v4.new_markdown_cell("Then check it."),
+    ]
+    if check_after:
+        nb.cells.append(_code("assert abs(root**2 - 42) < 1e-9", ["check", "remove-cell"]))
+    return nb
+
+
+def _sources(nb, kind: str = "code") -> list[str]:
+    return [c.source for c in nb.cells if c.cell_type == kind]
+
+
+def test_lab_removes_the_answers_and_keeps_prompts_and_checks() -> None:
+    src = _chapter()
+    lab = labs.make_lab(src, "01_x.ipynb")
+    code = _sources(lab)
+    assert "k_pred = 2 * 21" not in "".join(code) and "math.sqrt" not in "".join(code)
+    first = lab.cells[5]
+    assert first.source.startswith("# Exercise 1: set `k_pred` to twice 21.\n#\n# (one line)\n")
+    assert first.source.endswith(labs.ANSWER_STUB)
+    assert first.metadata["tags"] == ["solution"], "hide-input is dropped, solution kept"
+    checks = [c for c in lab.cells if "check" in c.metadata.get("tags", [])]
+    assert [c.source for c in checks] == [
+        c.source for c in src.cells if "check" in c.metadata.get("tags", [])
+    ]
+    assert all(c.metadata["tags"] == ["check"] for c in checks), "remove-cell is dropped"
+    assert all(
+        not c.outputs and c.execution_count is None for c in lab.cells if c.cell_type == "code"
+    )
+    assert lab.cells[0].source == "# A chapter" and "lab version" in lab.cells[1].source
+    assert _sources(lab, "markdown")[2:] == _sources(src, "markdown")[1:], "questions unchanged"
+    assert src.cells[4].outputs, "the source notebook is not modified"
+
+
+def test_lab_solution_cell_raises_until_answered() -> None:
+    lab = labs.make_lab(_chapter())
+    with pytest.raises(NotImplementedError, match="write your answer above"):
+        exec(compile(lab.cells[5].source, "lab", "exec"), {})
+
+
+def test_filling_the_solutions_back_reproduces_the_chapter() -> None:
+    src = _chapter()
+    filled = labs.fill_solutions(labs.make_lab(src), src)
+    assert _sources(filled) == _sources(src)
+
+
+def test_fill_solutions_refuses_a_stale_lab() -> None:
+    src = _chapter()
+    lab = labs.make_lab(src)
+    src.cells[4].source = src.cells[4].source.replace("twice 21", "thrice 14")
+    with pytest.raises(ValueError, match="prompt differs"):
+        labs.fill_solutions(lab, src)
+
+
+def test_solution_without_prompt_is_an_error(tmp_path) -> None:
+    nbformat.write(_chapter(prompt=False), tmp_path / "03_bad.ipynb")
+    with pytest.raises(ValueError, match=r"03_bad.ipynb: cell 4 .*must start with comment lines"):
+        labs.make_labs(tmp_path, tmp_path / "labs")
+    assert not (tmp_path / "labs").exists(), "nothing is written when a chapter is wrong"
+
+
+def test_solution_without_check_is_an_error(tmp_path) -> None:
+    nbformat.write(_chapter(check_after=False), tmp_path / "02_bad.ipynb")
+    with pytest.raises(
+        ValueError, match=r"02_bad.ipynb: cell 7 .*followed by a code cell tagged `check`"
+    ):
+        labs.make_labs(tmp_path, tmp_path / "labs")
+    assert labs.main(["--src", str(tmp_path), "--out", str(tmp_path / "labs")]) == 1
+
+
+def test_make_labs_writes_one_lab_per_chapter(tmp_path) -> None:
+    nbformat.write(_chapter(), tmp_path / "01_a.ipynb")
+    nbformat.write(_chapter(), tmp_path / "02_b.ipynb")
+    nbformat.write(_chapter(prompt=False), tmp_path / "results.ipynb")  # not a chapter: ignored
+    out = labs.make_labs(tmp_path, tmp_path / "labs")
+    assert [p.name for p in out] == ["01_a.ipynb", "02_b.ipynb"]
+    lab = nbformat.read(out[0], as_version=4)
+    nbformat.validate(lab)
+    assert labs.ANSWER_STUB in lab.cells[5].source
+    with pytest.raises(FileNotFoundError, match="no chapter notebooks"):
+        labs.make_labs(tmp_path / "labs" / "nothing", tmp_path / "x")
+
+
+@pytest.mark.parametrize("name", run.chapters())
+def test_real_chapter_has_at_least_two_checked_exercises(name: str) -> None:
+    nb = nbformat.read(run.NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    found = labs.exercises(nb, f"{name}.ipynb")  # raises when a solution has no prompt or check
+    assert len(found) >= 2, (
+        f"{name}: {len(found)} exercise(s); each chapter needs at least 2 (a markdown cell tagged "
+        "`exercise`, a code cell tagged `solution` starting with the prompt, a cell tagged `check`)"
+    )
+    for i in found:
+        before = [c for c in nb.cells[:i] if c.cell_type == "markdown"]
+        assert before and "exercise" in before[-1].metadata.get("tags", []), (
+            f"{name}: cell {i}: the markdown cell before a solution should be tagged `exercise`"
+        )
+
+
+@pytest.mark.slow
+def test_real_lab_runs_with_solutions_and_stops_without(tmp_path) -> None:
+    with_exercises = [
+        name
+        for name in run.chapters()
+        if labs.exercises(nbformat.read(run.NOTEBOOKS / f"{name}.ipynb", as_version=4))
+    ]
+    assert with_exercises, "no chapter has exercises yet (cells tagged `solution` and `check`)"
+    name = with_exercises[0]
+    labs.make_labs(run.NOTEBOOKS, tmp_path / "labs")
+    lab_path = tmp_path / "labs" / f"{name}.ipynb"
+    lab = nbformat.read(lab_path, as_version=4)
+    source = nbformat.read(run.NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    filled_path = tmp_path / f"{name}_filled.ipynb"
+    nbformat.write(labs.fill_solutions(lab, source), filled_path)
+
+    def execute(path):
+        out = tmp_path / f"out_{path.name}"
+        pm.execute_notebook(
+            str(path),
+            str(out),
+            parameters={"profile": "smoke"},
+            cwd=str(run.ROOT),
+            progress_bar=False,
+            kernel_name="python3",
+        )
+        return out
+
+    execute(filled_path)  # every check passes with the answers in
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        execute(lab_path)
+    assert err.value.ename == "NotImplementedError"
+    failed = nbformat.read(tmp_path / f"out_{lab_path.name}", as_version=4)
+    errors = [
+        c for c in failed.cells if any(o.output_type == "error" for o in c.get("outputs", []))
+    ]
+    assert len(errors) == 1 and errors[0].source == lab.cells[labs.exercises(lab)[0]].source, (
+        "the unfilled lab stops at its first exercise"
+    )
