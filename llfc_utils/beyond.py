@@ -1,0 +1,395 @@
+"""Beyond the paper (chapter 6): weight subspaces, model stitching, BN reset, the learning rate.
+
+- Principal angles, after the authors' `scripts/principal_angle.py`: each Linear/Conv weight is
+  read as a (C_out, C_in k k) matrix; the principal angles (`scipy.linalg.subspace_angles`) between
+  the spans of the top-k left (or right) singular vectors of W_A and W_B, in degrees, largest first.
+  The authors use k = 5. Two random k-dim subspaces of R^n give the no-relation reference.
+- Model stitching, after the authors' `scripts/model_stitching.py`: run a *receiver* net with the
+  output of one Linear/Conv layer replaced by a *donor* net's output of the same layer on the same
+  inputs, with no adapter, and measure the receiver's loss and accuracy. The authors stitch A's
+  features into B ("W_B with H_A") at every Conv/Linear output.
+- The learning-rate study: the configs it trains (`lr_variants`) and a one-row summary of a pair
+  (`pair_summary`): barrier and LLFC.
+
+The figure helpers of the chapter are here too (one per kind of figure).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from scipy.linalg import subspace_angles
+from scipy.stats import rankdata
+from torch import nn
+
+from llfc_utils import features, interpolate, metrics
+from llfc_utils.config import TrainConfig
+from llfc_utils.plots import use_style
+
+SIDES = ("left", "right")
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam"}  # how labels and tables name them
+
+# ---------------------------------------------------------------- principal angles
+
+
+def weight_layers(model: nn.Module) -> list[str]:
+    """The names of the Linear and Conv2d layers of `model`, in forward order (the authors' layers)."""
+    return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def weight_matrix(module: nn.Module) -> torch.Tensor:
+    """The weight of a Linear or Conv2d layer as a float64 CPU matrix of shape (out, in * kh * kw)."""
+    if not isinstance(module, (nn.Linear, nn.Conv2d)):
+        raise TypeError(f"need a Linear or Conv2d layer, got {type(module).__name__}")
+    w = module.weight.detach().double().cpu()
+    return w.reshape(w.shape[0], -1)
+
+
+def principal_angles(
+    w_a: torch.Tensor | np.ndarray, w_b: torch.Tensor | np.ndarray, k: int, side: str = "left"
+) -> np.ndarray:
+    """Principal angles in degrees, largest first, between the top-k singular subspaces of two matrices.
+
+    `side="left"`: the spans of the first k left singular vectors (the output space, whose axes
+    are the layer's units); `"right"`: of the right singular vectors (the input space).
+    """
+    a, b = (
+        w.detach().cpu().double().numpy() if isinstance(w, torch.Tensor) else np.asarray(w, float)
+        for w in (w_a, w_b)
+    )
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"need two matrices of the same shape, got {a.shape} and {b.shape}")
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+    if not 1 <= k <= min(a.shape):
+        raise ValueError(f"k must lie in [1, {min(a.shape)}] for shape {a.shape}, got {k}")
+
+    def basis(w: np.ndarray) -> np.ndarray:
+        u, _, vh = np.linalg.svd(w, full_matrices=False)
+        return u[:, :k] if side == "left" else vh[:k].T
+
+    return np.sort(np.rad2deg(subspace_angles(basis(a), basis(b))))[::-1]
+
+
+@functools.lru_cache(maxsize=256)
+def random_subspace_angle(n: int, k: int, trials: int = 200, seed: int = 0) -> float:
+    """Mean principal angle (degrees) between two uniformly random k-dim subspaces of R^n (Monte Carlo).
+
+    The span of an (n, k) Gaussian matrix is uniform over k-dim subspaces; `seed` makes it
+    reproducible. It is 0 when k = n (both subspaces are all of R^n).
+    """
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    rng = np.random.default_rng(seed)
+    qa, _ = np.linalg.qr(rng.standard_normal((trials, n, k)))  # orthonormal bases, batched
+    qb, _ = np.linalg.qr(rng.standard_normal((trials, n, k)))
+    cos = np.linalg.svd(qa.transpose(0, 2, 1) @ qb, compute_uv=False)  # cosines of the angles
+    return float(np.rad2deg(np.arccos(np.clip(cos, -1.0, 1.0))).mean())
+
+
+def layer_principal_angles(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    k: int = 5,
+    side: str = "left",
+    layers: Sequence[str] | None = None,
+) -> dict:
+    """Principal angles between A's and B's top-k singular subspaces at each Linear/Conv layer.
+
+    k is capped at the smaller side of each weight matrix. Returns {"layers", "k" (layer -> k
+    used), "angles" (layer -> the k angles in degrees, largest first), "mean" (layer -> their
+    mean), "random" (layer -> the mean angle between two random subspaces of the same sizes)}.
+    """
+    interpolate.check_same_architecture(model_a, model_b)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    mods_a, mods_b = dict(model_a.named_modules()), dict(model_b.named_modules())
+    layers = list(layers or weight_layers(model_a))
+    out: dict = {"layers": layers, "k": {}, "angles": {}, "mean": {}, "random": {}}
+    for l in layers:
+        if l not in mods_a:
+            raise ValueError(f"unknown layer {l!r}; valid: {weight_layers(model_a)}")
+        wa, wb = weight_matrix(mods_a[l]), weight_matrix(mods_b[l])
+        kk = min(k, *wa.shape)
+        angles = principal_angles(wa, wb, kk, side)
+        n = wa.shape[0] if side == "left" else wa.shape[1]
+        out["k"][l] = kk
+        out["angles"][l] = angles.tolist()
+        out["mean"][l] = float(angles.mean())
+        out["random"][l] = random_subspace_angle(n, kk)
+    return out
+
+
+# ---------------------------------------------------------------- model stitching
+
+
+def stitch(
+    receiver: nn.Module,
+    donor: nn.Module,
+    layer: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 1000,
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `receiver` with `layer`'s output replaced by `donor`'s.
+
+    Both nets see the same inputs in eval mode; the receiver's layers after `layer` then run on
+    the donor's features (no adapter). Stitching a net with itself gives its own loss and accuracy.
+    """
+    r = stitching(receiver, donor, x, y, [layer], batch_size)
+    return r["loss"][layer], r["acc"][layer]
+
+
+@torch.no_grad()
+def stitching(
+    receiver: nn.Module,
+    donor: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    layers: Sequence[str] | None = None,
+    batch_size: int = 1000,
+) -> dict:
+    """`stitch` at each layer (default: every Linear/Conv output). Returns {"layers", "loss", "acc"}.
+
+    Per batch, one forward of the donor captures every layer, then one forward of the receiver
+    per layer runs with that layer's output replaced.
+    """
+    interpolate.check_same_architecture(receiver, donor)
+    mods = dict(receiver.named_modules())
+    layers = list(layers or weight_layers(receiver))
+    unknown = [l for l in layers if l not in mods]
+    if unknown:
+        raise ValueError(f"unknown layer(s) {unknown}; valid: {weight_layers(receiver)}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    if len(x) == 0 or len(x) != len(y):
+        raise ValueError(f"need as many labels as inputs (> 0), got {len(x)} and {len(y)}")
+    receiver.eval(), donor.eval()
+    loss = dict.fromkeys(layers, 0.0)
+    correct = dict.fromkeys(layers, 0)
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+        with features.capture(donor, layers) as store:
+            donor(xb)
+        for l in layers:
+
+            def replace(_m, _inp, out, h=store[l], l=l):
+                if h.shape != out.shape:
+                    raise ValueError(
+                        f"{l}: the donor's output has shape {tuple(h.shape)}, "
+                        f"the receiver's {tuple(out.shape)}"
+                    )
+                return h
+
+            handle = mods[l].register_forward_hook(replace)  # after the donor: it may be receiver
+            try:
+                out = receiver(xb).float()
+            finally:
+                handle.remove()
+            loss[l] += F.cross_entropy(out, yb, reduction="sum").double().item()
+            correct[l] += int((out.argmax(1) == yb).sum())
+    return {
+        "layers": layers,
+        "loss": {l: loss[l] / len(x) for l in layers},
+        "acc": {l: correct[l] / len(x) for l in layers},
+    }
+
+
+# ---------------------------------------------------------------- the learning-rate study
+
+
+def lr_variants(cfg: TrainConfig, lr_factors: Sequence[float], adam_lr: float = 0.0) -> dict:
+    """{label: config}: `cfg` with its learning rate times each factor, and Adam at `adam_lr` if > 0."""
+    if not lr_factors and adam_lr <= 0:
+        raise ValueError("need at least one learning-rate factor or adam_lr > 0")
+    out = {}
+    for f in lr_factors:
+        if f <= 0:
+            raise ValueError(f"learning-rate factors must be > 0, got {f}")
+        c = cfg.replace(lr=cfg.lr * f)
+        out[f"{OPTIMIZER_NAMES[c.optimizer]} lr {c.lr:g}"] = c
+    if adam_lr > 0:
+        out[f"Adam lr {adam_lr:g}"] = cfg.replace(optimizer="adam", lr=adam_lr)
+    return out
+
+
+def llfc_ratio(result: Mapping, alpha: float = 0.5) -> float:
+    """Largest LLFC / baseline ratio (E_x[1 - cos]) at `alpha` over the hidden layers of `metrics.llfc` output.
+
+    The first layer (linear in the weights: exact for any pair) and the last (the logits, whose
+    baseline is tiny and fragile) are left out, as in chapters 2 and 3.
+    """
+    inner = list(result["layers"])[1:-1]
+    if not inner:
+        raise ValueError(f"need at least three layers, got {result['layers']}")
+    j = list(result["alphas"]).index(alpha)
+    return max(
+        result["cos_dist_per_sample"][l][j] / result["baseline_cos_dist_per_sample"][l]
+        for l in inner
+    )
+
+
+def rank_correlation(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Spearman's rank correlation of two equal-length sequences (ties share their mean rank).
+
+    NaN when either sequence is constant (its ranks carry no order).
+    """
+    if len(xs) != len(ys) or len(xs) < 2:
+        raise ValueError(f"need two sequences of the same length >= 2, got {len(xs)} and {len(ys)}")
+    rx, ry = rankdata(xs), rankdata(ys)
+    if np.ptp(rx) == 0 or np.ptp(ry) == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def pair_summary(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alphas: Sequence[float],
+) -> dict:
+    """One pair in numbers: test accuracy of A and B, test-loss and test-error barriers, LLFC ratio.
+
+    `alphas` must contain 0, 0.5 and 1. Returns {"acc_a", "acc_b", "barrier_loss",
+    "barrier_err", "llfc_ratio", "curve"} (the curve from `interpolate.lmc_curve`).
+    """
+    alphas = [float(a) for a in alphas]
+    if not {0.0, 0.5, 1.0} <= set(alphas):
+        raise ValueError(f"alphas must contain 0, 0.5 and 1, got {alphas}")
+    curve = interpolate.lmc_curve(model_a, model_b, {"test": (x, y)}, alphas, progress=False)
+    llfc = metrics.llfc(model_a, model_b, x, [0.5], progress=False)
+    return {
+        "acc_a": curve["test_acc"][alphas.index(1.0)],
+        "acc_b": curve["test_acc"][alphas.index(0.0)],
+        "barrier_loss": interpolate.barrier(curve),
+        "barrier_err": interpolate.barrier(curve, "test_err"),
+        "llfc_ratio": llfc_ratio(llfc),
+        "curve": curve,
+    }
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _grouped_x(n_layers: int, i: int, n_series: int) -> list[float]:
+    width = 0.8 / n_series
+    return [k + (i - (n_series - 1) / 2) * width for k in range(n_layers)]
+
+
+def angle_bars(results: Mapping[str, Mapping], title: str = "") -> Figure:
+    """Mean principal angle per layer, one bar per pair, and the random-subspace reference (black ticks).
+
+    `results` maps a pair label to `layer_principal_angles` output (the same layers for all).
+    """
+    use_style()
+    labels = list(results)
+    layers = results[labels[0]]["layers"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(layers) + 2), 3.6))
+    width = 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        xs = _grouped_x(len(layers), i, len(labels))
+        ax.bar(xs, [results[label]["mean"][l] for l in layers], width, color=f"C{i}", label=label)
+    ref = results[labels[0]]["random"]
+    ax.scatter(
+        range(len(layers)),
+        [ref[l] for l in layers],
+        marker="_",
+        s=900,
+        color="k",
+        zorder=3,
+        label="random subspaces",
+    )
+    ax.set_ylim(0, 112)  # room for the legend above the 90-degree mark
+    ax.set_yticks([0, 15, 30, 45, 60, 75, 90])
+    ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right")
+    ax.set(xlabel="layer (module name)", ylabel="mean principal angle (degrees)", title=title)
+    ax.legend(fontsize=7, ncol=len(labels) + 1, loc="upper center", markerscale=0.4)
+    fig.tight_layout()
+    return fig
+
+
+def stitching_lines(
+    results: Mapping[str, Mapping], own_acc: Mapping[str, float], title: str = ""
+) -> Figure:
+    """Stitched test accuracy per layer, one line per series, each receiver's own accuracy dashed.
+
+    `results` maps a series label to `stitching` output; `own_acc` maps the same labels to the
+    receiver's own accuracy (a dashed line in the series' colour). Chance (10 %) is dotted.
+    """
+    use_style()
+    labels = list(results)
+    layers = results[labels[0]]["layers"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(layers) + 2), 3.6))
+    xs = range(len(layers))
+    for i, label in enumerate(labels):
+        accs = [100 * results[label]["acc"][l] for l in layers]
+        ax.plot(xs, accs, marker="o", color=f"C{i}", label=label)
+        ax.axhline(100 * own_acc[label], color=f"C{i}", ls="--", lw=0.8)
+    ax.axhline(10, color="0.5", ls=":", lw=0.8, label="chance")
+    ax.set_ylim(0, 100)
+    ax.set_xticks(list(xs), layers, rotation=45, ha="right")
+    ax.set(xlabel="stitched layer (module name)", ylabel="test accuracy (%)", title=title)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def bn_reset_curves(
+    plain: Mapping[str, Mapping[str, Sequence[float]]],
+    reset: Mapping[str, Mapping[str, Sequence[float]]],
+    title: str = "",
+) -> Figure:
+    """Test error along the path per pair: interpolated BN statistics (solid) and recomputed (dashed)."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for i, label in enumerate(plain):
+        for curves, style, note in ((plain, "-", "interpolated stats"), (reset, "--", "BN reset")):
+            c = curves[label]
+            ax.plot(
+                c["alpha"],
+                [100 * e for e in c["test_err"]],
+                style,
+                marker=".",
+                color=f"C{i}",
+                label=f"{label}, {note}",
+            )
+    ax.set(
+        xlabel=r"$\alpha$  (0 = model B, 1 = model A)",
+        ylabel="test error (%)",
+        title=title,
+    )
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def recipe_bars(rows: Mapping[str, Mapping[str, float]], title: str = "") -> Figure:
+    """Per training recipe: the test-loss barrier (left) and the largest LLFC / baseline ratio (right)."""
+    use_style()
+    labels = list(rows)
+    fig, (ax_b, ax_r) = plt.subplots(1, 2, figsize=(9, 3.4))
+    xs = range(len(labels))
+    colors = [f"C{i}" for i in xs]
+    ax_b.bar(xs, [rows[l]["barrier_loss"] for l in labels], color=colors)
+    ax_r.bar(xs, [rows[l]["llfc_ratio"] for l in labels], color=colors)
+    ax_b.set(xlabel="recipe", ylabel="test-loss barrier", title="LMC: the barrier")
+    ax_r.set(
+        xlabel="recipe",
+        ylabel=r"max LLFC / baseline at $\alpha$ = 0.5",
+        title="LLFC: the worst hidden layer",
+    )
+    for ax in (ax_b, ax_r):
+        ax.set_xticks(list(xs), labels, rotation=20, ha="right")
+    if title:
+        fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    return fig
