@@ -160,17 +160,20 @@ _CIFAR_PAPER = TrainConfig(
 )
 
 PROFILES: dict[str, dict[str, TrainConfig]] = {
-    # Tiny nets on tiny subsets, same epochs as `cpu` (so spawn grids fit): every code path in seconds.
+    # Tiny nets on tiny subsets, just enough epochs for the chapters' spawn grids (k up to 5 for
+    # the MLP, 3 for the CNN): every code path in seconds.
     "smoke": {
         "mlp": _MLP_CPU.replace(
             model_kwargs={"widths": (64, 64, 64)},
-            train_subset=1024,
+            train_subset=512,
             test_subset=256,
+            epochs=6,
         ),
         "cnn": _CNN_CPU.replace(
             model_kwargs={"width": 0.0625, "norm": "bn", "classifier": (16,), "dropout": 0.0},
             train_subset=256,
             test_subset=128,
+            epochs=4,
         ),
     },
     # Offline, 2 CPU cores: the MLP of the paper and a small VGG on Fashion-MNIST.
