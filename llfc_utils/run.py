@@ -115,6 +115,32 @@ def _hide_injected_parameters(path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
+def up_to_date(name: str, profile: str, params: dict[str, object], out_dir: Path = OUTPUT) -> bool:
+    """Whether `out_dir/<name>.ipynb` is a clean run of the current sources with these parameters.
+
+    True when the executed copy is newer than the chapter and every file of `llfc_utils`, was run
+    with the same profile and parameters, has no error output, and its results JSON exists.
+    """
+    from llfc_utils import results
+
+    out = out_dir / f"{name}.ipynb"
+    record = results.results_dir() / f"{name}.json"
+    if not out.exists() or not record.exists():
+        return False
+    sources = [NOTEBOOKS / f"{name}.ipynb", *Path(__file__).parent.glob("*.py")]
+    if out.stat().st_mtime <= max(p.stat().st_mtime for p in sources):
+        return False
+    try:
+        nb = json.loads(out.read_text())
+        ran = nb["metadata"]["papermill"]["parameters"]
+        same_profile = json.loads(record.read_text())["profile"] == profile
+    except (ValueError, KeyError, TypeError):
+        return False
+    errors = any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
+    wanted = json.loads(json.dumps({"profile": profile, **params}))  # as papermill stored them
+    return same_profile and not errors and ran == wanted
+
+
 def _plan(todo: list[str], profile: str, params: dict[str, object]) -> list:
     """The training plan of chapters `todo` (llfc_utils.plan) with their full parameters."""
     from llfc_utils import plan
@@ -132,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         "-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="parameter"
     )
     parser.add_argument("--out", type=Path, default=OUTPUT, help="where executed notebooks go")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="re-run chapters whose executed copy is up to date",
+    )
     parser.add_argument(
         "--dry-run",
         action="store_true",
@@ -180,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         print(plan.summary(plans), flush=True)
     for i, name in enumerate(todo, 1):
         t0 = time.perf_counter()
+        if not args.force and up_to_date(name, args.profile, params, args.out):
+            print(f"[{i}/{len(todo)}] {name}: up to date, not re-run (--force re-runs)", flush=True)
+            continue
         print(f"[{i}/{len(todo)}] {name} (profile {args.profile}) ...", flush=True)
         try:
             run_chapter(name, args.profile, params, args.out)

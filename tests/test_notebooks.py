@@ -87,3 +87,29 @@ def test_results_page_collects_the_chapters_claims(tmp_path) -> None:
     out = run.run_chapter(run.RESULTS_PAGE, "smoke", {}, out_dir=tmp_path)
     text = json.dumps(json.loads(out.read_text())["cells"])
     assert "1 of 2 claims hold" in text and "claim A" in text and "claim B" in text
+
+
+def test_an_up_to_date_chapter_is_not_re_run(tmp_path) -> None:
+    """A second `make book` with nothing changed skips chapters; any change makes them run."""
+    out = tmp_path / "book"
+    out.mkdir()
+    nb = {
+        "cells": [{"cell_type": "code", "outputs": [], "source": "", "metadata": {}}],
+        "metadata": {"papermill": {"parameters": {"profile": "smoke", "seed": 3}}},
+    }
+    path = out / "00_training.ipynb"
+    path.write_text(json.dumps(nb))
+    results.write("00_training", "smoke", [], {})
+    assert run.up_to_date("00_training", "smoke", {"seed": 3}, out)
+    assert not run.up_to_date("00_training", "smoke", {"seed": 4}, out)  # other parameters
+    assert not run.up_to_date("00_training", "cpu", {"seed": 3}, out)  # other profile
+    nb["cells"][0]["outputs"] = [{"output_type": "error", "ename": "E", "evalue": ""}]
+    path.write_text(json.dumps(nb))
+    assert not run.up_to_date("00_training", "smoke", {"seed": 3}, out)  # it failed
+    nb["cells"][0]["outputs"] = []
+    path.write_text(json.dumps(nb))
+    os.utime(path, (1, 1))  # older than the sources
+    assert not run.up_to_date("00_training", "smoke", {"seed": 3}, out)
+    path.write_text(json.dumps(nb))
+    (results.results_dir() / "00_training.json").unlink()
+    assert not run.up_to_date("00_training", "smoke", {"seed": 3}, out)  # no results
