@@ -18,6 +18,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from llfc_utils.config import AMP, PROFILES
@@ -73,6 +75,21 @@ def check_parameters(name: str, params: dict[str, object]) -> None:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
 
 
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """Within the block, `os.environ` has the variables of `env`; afterwards they are as before."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_chapter(name: str, profile: str, params: dict[str, object], out_dir: Path = OUTPUT) -> Path:
     """Execute one chapter into `out_dir`; return the executed notebook's path."""
     import papermill as pm
@@ -83,10 +100,8 @@ def run_chapter(name: str, profile: str, params: dict[str, object], out_dir: Pat
     # The kernel inherits the environment: it runs `profile` even where $LLFC_PROFILE says
     # otherwise, and without progress bars (nobody watches them; the runner prints a line per
     # chapter) unless $LLFC_PROGRESS asks for them.
-    saved = {k: os.environ.get(k) for k in ("LLFC_PROFILE", "LLFC_PROGRESS")}
-    os.environ["LLFC_PROFILE"] = profile
-    os.environ.setdefault("LLFC_PROGRESS", "0")
-    try:
+    env = {"LLFC_PROFILE": profile, "LLFC_PROGRESS": os.environ.get("LLFC_PROGRESS", "0")}
+    with environment(env):
         pm.execute_notebook(
             str(NOTEBOOKS / f"{name}.ipynb"),
             str(out),
@@ -95,12 +110,6 @@ def run_chapter(name: str, profile: str, params: dict[str, object], out_dir: Pat
             progress_bar=False,
             kernel_name="python3",
         )
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     _hide_injected_parameters(out)
     return out
 

@@ -152,32 +152,25 @@ def run_job(
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     record: dict[str, Any] = {"chapter": chapter, "profile": profile, "params": params}
     t0 = time.perf_counter()
-    try:
-        run.run_chapter(chapter, profile, params, out)
-        record["status"] = "done"
-    except Exception as e:
-        record["status"] = "failed"
-        if hasattr(e, "ename"):  # papermill.PapermillExecutionError: an exception in a cell
-            record["error"] = f"{e.ename}: {e.evalue}"
-            record["cell"] = e.exec_count
-            record["traceback"] = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(e.traceback))
-            if _is_check(out / f"{chapter}.ipynb", e.exec_count) and (out / results).exists():
-                # The chapter's assertion about its claim, after its results were written: at
-                # these parameters the claim does not hold. A result of the sweep, not a failure.
-                record |= {"status": "done", "check": record.pop("error")}
-        else:
-            record["error"] = f"{type(e).__name__}: {e}"
-            record["traceback"] = traceback.format_exc()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
+    with run.environment(env):
+        try:
+            run.run_chapter(chapter, profile, params, out)
+            record["status"] = "done"
+        except Exception as e:
+            record["status"] = "failed"
+            if hasattr(e, "ename"):  # papermill.PapermillExecutionError: an exception in a cell
+                record["error"] = f"{e.ename}: {e.evalue}"
+                record["cell"] = e.exec_count
+                record["traceback"] = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(e.traceback))
+                if _is_check(out / f"{chapter}.ipynb", e.exec_count) and (out / results).exists():
+                    # The chapter's assertion about its claim, after its results were written: at
+                    # these parameters the claim does not hold. A result of the sweep, not a failure.
+                    record |= {"status": "done", "check": record.pop("error")}
             else:
-                os.environ[k] = v
+                record["error"] = f"{type(e).__name__}: {e}"
+                record["traceback"] = traceback.format_exc()
     record["seconds"] = round(time.perf_counter() - t0, 1)
     _write_json(out / "job.json", record)
     return record
