@@ -249,6 +249,7 @@ def _interrupt_at(monkeypatch, stop):
 @pytest.mark.usefixtures("fashion_mnist")
 def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     cfg = SMOKE3
+    monkeypatch.setenv("LLFC_RESUME_SECONDS", "0")  # a resume checkpoint after every epoch
     monkeypatch.setenv("LLFC_CACHE", str(tmp_path / "A"))
     ref, href = train.train_model(cfg, 0, CPU)
 
@@ -275,9 +276,51 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
 
 @pytest.mark.usefixtures("fashion_mnist")
+def test_resume_checkpoints_are_written_at_most_every_resume_seconds(tmp_path, monkeypatch):
+    """With 20 s epochs and a 30 s interval, the checkpoint after epoch 2 is written, not 1 or 3."""
+    cfg = SMOKE3.replace(epochs=5)
+    monkeypatch.setenv("LLFC_CACHE", str(tmp_path / "A"))
+    ref, href = train.train_model(cfg, 0, CPU)
+
+    monkeypatch.setenv("LLFC_CACHE", str(tmp_path / "B"))
+    monkeypatch.setenv("LLFC_RESUME_SECONDS", "30")
+    clock = [0.0]
+    real = train.train_epoch
+
+    def slow(model, opt, cfg, x, y, epoch, data_seed):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        clock[0] += 20.0  # every epoch "takes" 20 s of the fake clock
+        return real(model, opt, cfg, x, y, epoch, data_seed)
+
+    with monkeypatch.context() as m:
+        m.setattr(train, "train_epoch", slow)
+        m.setattr(train.time, "perf_counter", lambda: clock[0])
+        with pytest.raises(KeyboardInterrupt):
+            train.train_model(cfg, 0, CPU)
+    spec = train._spec(cfg, 0, [[0, 5]], CPU)
+    resume = cache.paths({**spec, "resume": True})
+    assert json.loads(resume[1].read_text())["meta"]["epoch"] == 2  # saved at 40 s, not 20 or 60
+
+    epochs = _count_epochs(monkeypatch)
+    with _no_checkpoint_warnings():
+        model, history = train.train_model(cfg, 0, CPU)
+    assert epochs == [2, 3, 4]  # lost the one epoch after the checkpoint, nothing more
+    assert _same(model, ref) and history["train_loss"] == href["train_loss"]
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "nan"])
+def test_a_bad_resume_interval_says_what_to_set(monkeypatch, value):
+    monkeypatch.setenv("LLFC_RESUME_SECONDS", value)
+    with pytest.raises(ValueError, match="LLFC_RESUME_SECONDS.*unset it"):
+        train.resume_seconds()
+
+
+@pytest.mark.usefixtures("fashion_mnist")
 def test_adam_run_resumes_exactly(tmp_path, monkeypatch):
     """Adam's state (moments and a step count) survives the resume checkpoint."""
     cfg = SMOKE3.replace(optimizer="adam", lr=1e-3)
+    monkeypatch.setenv("LLFC_RESUME_SECONDS", "0")
     monkeypatch.setenv("LLFC_CACHE", str(tmp_path / "A"))
     ref, href = train.train_model(cfg, 0, CPU)
     monkeypatch.setenv("LLFC_CACHE", str(tmp_path / "B"))

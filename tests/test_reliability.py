@@ -358,6 +358,7 @@ _CHILD = textwrap.dedent(
 
 def _child(cache_dir: Path, kill_at: int = 0, barrier: Path | None = None, n_procs: int = 1):
     env = {**os.environ, "LLFC_CACHE": str(cache_dir), "LLFC_PROGRESS": "0"}
+    env["LLFC_RESUME_SECONDS"] = "0"  # a resume checkpoint after every epoch
     args = [str(torch.get_num_threads()), str(kill_at), str(barrier or "-"), str(n_procs)]
     return subprocess.Popen(
         [sys.executable, "-c", _CHILD, *args],
