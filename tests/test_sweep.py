@@ -16,7 +16,7 @@ import pytest
 from llfc_utils import run, sweep
 
 CHAPTER = "01_lmc_basics"
-SMALL = {"n_alphas": [3], "train_eval_size": [256]}  # a fast smoke evaluation
+SMALL = {"n_alphas": [3], "train_eval_size": [256], "extras": [False]}  # a fast smoke evaluation
 
 
 def test_parse_grid() -> None:
@@ -172,6 +172,7 @@ def test_smoke_grid_on_two_workers_then_rerun_skips(tmp_path, monkeypatch, fashi
         assert (r.folder / f"{CHAPTER}.ipynb").exists()
         record = json.loads((r.folder / f"{CHAPTER}.json").read_text())
         assert record["profile"] == "smoke" and record["metrics"]["seed"] == r.params["seed"]
+        assert "lemma1" not in record["metrics"]  # extras=False skipped the slider and Lemma 1
     assert not (tmp_path / "results").exists(), "jobs must not write into the default results"
 
     df = sweep.collect(out)
