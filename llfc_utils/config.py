@@ -159,6 +159,19 @@ _CIFAR_PAPER = TrainConfig(
     batch_size=128,
 )
 
+# The paper's Appendix B.1 MNIST recipe: Adam lr 1.2e-4, batch 60, 30 epochs (no weight decay is
+# stated), on the default MLP 784-512-512-512-10.
+_MNIST_PAPER = TrainConfig(
+    model="mlp",
+    dataset="mnist",
+    optimizer="adam",
+    lr=1.2e-4,
+    weight_decay=0.0,
+    schedule="constant",
+    epochs=30,
+    batch_size=60,
+)
+
 PROFILES: dict[str, dict[str, TrainConfig]] = {
     # Tiny nets on tiny subsets, just enough epochs for the chapters' spawn grids (k up to 5 for
     # the MLP, 3 for the CNN): every code path in seconds.
@@ -181,17 +194,8 @@ PROFILES: dict[str, dict[str, TrainConfig]] = {
     # The paper's settings, for a GPU.
     "paper": {
         # The spawning MLP (src/model/mnist_mlp.py, 784-512-512-512-10) with the paper's Appendix
-        # B.1 MNIST recipe: Adam lr 1.2e-4, batch 60, 30 epochs (no weight decay is stated).
-        "mlp": TrainConfig(
-            model="mlp",
-            dataset="mnist",
-            optimizer="adam",
-            lr=1.2e-4,
-            weight_decay=0.0,
-            schedule="constant",
-            epochs=30,
-            batch_size=60,
-        ),
+        # B.1 MNIST recipe (_MNIST_PAPER).
+        "mlp": _MNIST_PAPER,
         "cnn": _CIFAR_PAPER,
         # src/model/cifar_resnet_plus.py ResNet20: BN, option-A (zero-padding) shortcuts.
         "resnet20": _CIFAR_PAPER.replace(
@@ -200,16 +204,7 @@ PROFILES: dict[str, dict[str, TrainConfig]] = {
         # For the permutation chapters, Git Re-Basin's nets and recipes (samuela/git-re-basin),
         # as the paper uses them. MNIST MLP, src/mnist_mlp_train.py: 784-512-512-512-10, batch
         # 500, 100 epochs, Adam lr 1e-3 (their paper's appendix), no augmentation.
-        "mlp_rebasin": TrainConfig(
-            model="mlp",
-            dataset="mnist",
-            optimizer="adam",
-            lr=1e-3,
-            weight_decay=0.0,
-            schedule="constant",
-            epochs=100,
-            batch_size=500,
-        ),
+        "mlp_rebasin": _MNIST_PAPER.replace(lr=1e-3, epochs=100, batch_size=500),
         # CIFAR-10 ResNet-20 with LayerNorm, src/resnet20.py + src/cifar10_resnet20_train.py:
         # LayerNorm over channels, conv shortcuts (theirs 3x3 + LN, ours 1x1 + LN: models.py
         # has no 3x3 shortcut), SGD lr 0.1, momentum 0.9, weight decay 1e-4 (the script's

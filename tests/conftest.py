@@ -36,3 +36,21 @@ def fashion_mnist():
             f"`dataset-fashion-mnist` (`make test` does) or set LLFC_DATA.\n{e}"
         )
     return "fashion_mnist"
+
+
+@pytest.fixture
+def count_epochs(monkeypatch):
+    """`count_epochs()` starts recording which epochs `train.train_epoch` runs; returns the list."""
+
+    def start() -> list[int]:
+        epochs: list[int] = []
+        real = train.train_epoch
+
+        def counting(model, opt, cfg, x, y, epoch, data_seed):
+            epochs.append(epoch)
+            return real(model, opt, cfg, x, y, epoch, data_seed)
+
+        monkeypatch.setattr(train, "train_epoch", counting)
+        return epochs
+
+    return start

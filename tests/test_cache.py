@@ -223,18 +223,6 @@ def _same(a, b):
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def _count_epochs(monkeypatch):
-    epochs = []
-    real = train.train_epoch
-
-    def counting(model, opt, cfg, x, y, epoch, data_seed):
-        epochs.append(epoch)
-        return real(model, opt, cfg, x, y, epoch, data_seed)
-
-    monkeypatch.setattr(train, "train_epoch", counting)
-    return epochs
-
-
 def _interrupt_at(monkeypatch, stop):
     real = train.train_epoch
 
@@ -247,7 +235,7 @@ def _interrupt_at(monkeypatch, stop):
 
 
 @pytest.mark.usefixtures("fashion_mnist")
-def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+def test_killed_run_resumes_to_the_same_weights(count_epochs, tmp_path, monkeypatch):
     cfg = SMOKE3
     monkeypatch.setenv("LLFC_RESUME_SECONDS", "0")  # a resume checkpoint after every epoch
     monkeypatch.setenv("LLFC_CACHE", str(tmp_path / "A"))
@@ -264,7 +252,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert not any(p.exists() for p in cache.paths(spec))
     assert json.loads(resume[1].read_text())["meta"]["epoch"] == 2
 
-    epochs = _count_epochs(monkeypatch)
+    epochs = count_epochs()
     with _no_checkpoint_warnings():
         model, history = train.train_model(cfg, 0, CPU)
     assert epochs == [2]  # resumed, not restarted
@@ -276,7 +264,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
 
 @pytest.mark.usefixtures("fashion_mnist")
-def test_resume_checkpoints_are_written_at_most_every_resume_seconds(tmp_path, monkeypatch):
+def test_resume_checkpoints_are_written_at_most_every_resume_seconds(
+    count_epochs, tmp_path, monkeypatch
+):
     """With 20 s epochs and a 30 s interval, the checkpoint after epoch 2 is written, not 1 or 3."""
     cfg = SMOKE3.replace(epochs=5)
     monkeypatch.setenv("LLFC_CACHE", str(tmp_path / "A"))
@@ -302,7 +292,7 @@ def test_resume_checkpoints_are_written_at_most_every_resume_seconds(tmp_path, m
     resume = cache.paths({**spec, "resume": True})
     assert json.loads(resume[1].read_text())["meta"]["epoch"] == 2  # saved at 40 s, not 20 or 60
 
-    epochs = _count_epochs(monkeypatch)
+    epochs = count_epochs()
     with _no_checkpoint_warnings():
         model, history = train.train_model(cfg, 0, CPU)
     assert epochs == [2, 3, 4]  # lost the one epoch after the checkpoint, nothing more
@@ -317,7 +307,7 @@ def test_a_bad_resume_interval_says_what_to_set(monkeypatch, value):
 
 
 @pytest.mark.usefixtures("fashion_mnist")
-def test_adam_run_resumes_exactly(tmp_path, monkeypatch):
+def test_adam_run_resumes_exactly(count_epochs, tmp_path, monkeypatch):
     """Adam's state (moments and a step count) survives the resume checkpoint."""
     cfg = SMOKE3.replace(optimizer="adam", lr=1e-3)
     monkeypatch.setenv("LLFC_RESUME_SECONDS", "0")
@@ -328,7 +318,7 @@ def test_adam_run_resumes_exactly(tmp_path, monkeypatch):
         _interrupt_at(m, 2)
         with pytest.raises(KeyboardInterrupt):
             train.train_model(cfg, 0, CPU)
-    epochs = _count_epochs(monkeypatch)
+    epochs = count_epochs()
     with _no_checkpoint_warnings():
         model, history = train.train_model(cfg, 0, CPU)
     assert epochs == [2]
@@ -338,9 +328,9 @@ def test_adam_run_resumes_exactly(tmp_path, monkeypatch):
 
 @pytest.mark.usefixtures("fashion_mnist")
 @pytest.mark.parametrize("cfg", [SMOKE3, SMOKE3_LIST], ids=["tuple-widths", "list-widths"])
-def test_a_finished_run_is_loaded_not_retrained(monkeypatch, cfg):
+def test_a_finished_run_is_loaded_not_retrained(count_epochs, monkeypatch, cfg):
     ref, href = train.train_model(cfg, 0, CPU)
-    epochs = _count_epochs(monkeypatch)
+    epochs = count_epochs()
     with _no_checkpoint_warnings():
         model, history = train.train_model(cfg, 0, CPU)
     assert epochs == []
@@ -348,12 +338,12 @@ def test_a_finished_run_is_loaded_not_retrained(monkeypatch, cfg):
 
 
 @pytest.mark.usefixtures("fashion_mnist")
-def test_a_corrupt_final_checkpoint_is_retrained(monkeypatch):
+def test_a_corrupt_final_checkpoint_is_retrained(count_epochs, monkeypatch):
     cfg = SMOKE3_LIST.replace(epochs=1)
     ref, _ = train.train_model(cfg, 0, CPU)
     weights, _ = cache.paths(train._spec(cfg, 0, [[0, 1]], CPU))
     weights.write_bytes(weights.read_bytes()[:-10])
-    epochs = _count_epochs(monkeypatch)
+    epochs = count_epochs()
     with pytest.warns(cache.CheckpointWarning):
         model, _ = train.train_model(cfg, 0, CPU)
     assert epochs == [0]

@@ -75,18 +75,6 @@ def _sha256_of_state(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _count_epochs(monkeypatch) -> list[int]:
-    epochs: list[int] = []
-    real = train.train_epoch
-
-    def counting(model, opt, cfg, x, y, epoch, data_seed):
-        epochs.append(epoch)
-        return real(model, opt, cfg, x, y, epoch, data_seed)
-
-    monkeypatch.setattr(train, "train_epoch", counting)
-    return epochs
-
-
 def _mlp_pair(widths_a=(16, 16), widths_b=(16, 16)) -> tuple[torch.nn.Module, torch.nn.Module]:
     torch.manual_seed(0)
     a = models.build("mlp", widths=widths_a).eval()
@@ -280,7 +268,7 @@ DAMAGE = {
 
 @pytest.mark.usefixtures("fashion_mnist")
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_bad_checkpoints_are_never_loaded(damage, monkeypatch):
+def test_bad_checkpoints_are_never_loaded(count_epochs, damage, monkeypatch):
     cfg = TINY.replace(epochs=1)
     spec = train._spec(cfg, 0, [[0, 1]], CPU)
     ref, _ = train.train_model(cfg, 0, CPU)  # a fresh training
@@ -298,7 +286,7 @@ def test_bad_checkpoints_are_never_loaded(damage, monkeypatch):
         with pytest.warns(cache.CheckpointWarning):
             assert cache.load(spec) is None
 
-    epochs = _count_epochs(monkeypatch)
+    epochs = count_epochs()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", cache.CheckpointWarning)
         model, _ = train.train_model(cfg, 0, CPU)
@@ -381,7 +369,7 @@ def _report(proc) -> tuple[list[int], str]:
 
 
 @pytest.mark.usefixtures("fashion_mnist")
-def test_killed_training_resumes_to_identical_weights(tmp_path, monkeypatch):
+def test_killed_training_resumes_to_identical_weights(count_epochs, tmp_path, monkeypatch):
     killed = tmp_path / "killed"
     proc = _child(killed, kill_at=4)  # SIGKILL at the start of the 4th epoch (epochs 0-2 done)
     out, err = proc.communicate(timeout=300)
@@ -394,7 +382,7 @@ def test_killed_training_resumes_to_identical_weights(tmp_path, monkeypatch):
     assert json.loads(resume[1].read_text())["meta"]["epoch"] == 3
     assert not any(p.exists() for p in cache.paths(spec))
 
-    epochs = _count_epochs(monkeypatch)
+    epochs = count_epochs()
     with warnings.catch_warnings():
         warnings.simplefilter("error", cache.CheckpointWarning)
         model, history = train.train_model(SUB, 0, CPU)
