@@ -61,10 +61,11 @@ class ChannelLayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=1, keepdim=True)
-        var = x.var(dim=1, keepdim=True, unbiased=False)
-        x = (x - mean) * torch.rsqrt(var + self.eps)
-        return x * self.weight[:, None, None] + self.bias[:, None, None]
+        h = x.to(torch.promote_types(x.dtype, torch.float32))  # float32 statistics under bf16
+        mean = h.mean(dim=1, keepdim=True)
+        var = h.var(dim=1, keepdim=True, unbiased=False)
+        h = (h - mean) * torch.rsqrt(var + self.eps)
+        return (h * self.weight[:, None, None] + self.bias[:, None, None]).to(x.dtype)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

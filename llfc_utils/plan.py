@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,16 +31,20 @@ from llfc_utils.config import TrainConfig
 
 SIZES = {"mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000), "cifar10": (50_000, 10_000)}
 
-# Dense bf16 tensor-core peaks in TFLOP/s from the vendors' data sheets, matched by a substring of
-# torch.cuda.get_device_name(); the first match wins. T4 and V100 have no bf16: their fp16 peak.
+# Dense bf16 tensor-core peaks in TFLOP/s from the vendors' data sheets, matched as whole words of
+# torch.cuda.get_device_name() ("NVIDIA L40" is not an "L4"); the first match wins. T4 and V100
+# have no bf16: their fp16 peak.
 PEAK_TFLOPS: tuple[tuple[str, float, str], ...] = (
     ("H100 PCIe", 756.0, "bf16"),
     ("H100 NVL", 835.0, "bf16"),
     ("H100", 989.0, "bf16"),  # SXM
     ("H200", 989.0, "bf16"),
+    ("GH200", 989.0, "bf16"),
     ("A100", 312.0, "bf16"),
     ("L40S", 362.0, "bf16"),
+    ("L40", 181.0, "bf16"),
     ("L4", 121.0, "bf16"),
+    ("A10", 125.0, "bf16"),
     ("V100", 125.0, "fp16, no bf16"),
     ("T4", 65.0, "fp16, no bf16"),
 )
@@ -273,8 +278,9 @@ def _to_train(run: Run, device: torch.device, built: set[str]) -> tuple[int, str
 
 def peak_tflops(device_name: str) -> tuple[float, str] | None:
     """(dense peak TFLOP/s, which precision) of a GPU from its name, or None if not in the table."""
+    words = f" {' '.join(re.findall(r'[a-z0-9]+', device_name.lower()))} "
     for key, tflops, kind in PEAK_TFLOPS:
-        if key.lower() in device_name.lower():
+        if f" {key.lower()} " in words:
             return tflops, kind
     return None
 

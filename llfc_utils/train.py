@@ -22,6 +22,7 @@ for the estimates of `llfc_utils.plan`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -193,12 +195,21 @@ def _unpack(tensors: dict[str, torch.Tensor], model: nn.Module, opt: torch.optim
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if opt is None:
         return
-    device = next(model.parameters()).device
     for name, p in model.named_parameters():
         prefix = f"optim.{name}."
         st = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         if st:
-            opt.state[p] = {k: (v if k == "step" else v.to(device)) for k, v in st.items()}
+            opt.state[p] = {k: _state_like(p, k, v) for k, v in st.items()}
+
+
+def _state_like(p: torch.Tensor, key: str, value: torch.Tensor) -> torch.Tensor:
+    """An optimiser buffer of `p` on p's device; one shaped like p also takes p's memory layout
+    (channels-last too), which the optimiser's multi-tensor step needs to stay on its fast path."""
+    if key == "step":
+        return value  # Adam keeps its step count on the CPU
+    if value.shape == p.shape:
+        return torch.empty_like(p).copy_(value)
+    return value.to(p.device)
 
 
 # ---------------------------------------------------------------- trajectories
@@ -373,7 +384,57 @@ def maybe_compile(
             stacklevel=2,
         )
         return model
-    return torch.compile(model)
+    # Dropout through the eager random stream: a compiled run draws the same masks as a plain
+    # one, so the two compute the same thing up to rounding and may share checkpoints.
+    torch._inductor.config.fallback_random = True
+    # One static graph per batch shape (the full batches, the last smaller one), not a dynamic one.
+    return torch.compile(model, dynamic=False)
+
+
+def _compiled_epoch(
+    step_model: nn.Module,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epoch: int,
+    data_seed: int,
+    first: bool,
+) -> tuple[float, float, nn.Module]:
+    """`train_epoch` through the compiled `step_model`; returns (loss, accuracy, model to go on with).
+
+    Compiling happens in the first steps (and again for the epoch's last, smaller batch). If it
+    fails there, this warns, restores model and optimiser to their state before the epoch, and
+    runs the epoch with the plain `model`, which the rest of the run then uses.
+    """
+    if not first:
+        return (*train_epoch(step_model, opt, cfg, x, y, epoch, data_seed), step_model)
+    before = {k: v.clone() for k, v in _pack(model, opt).items()}
+    try:
+        return (*train_epoch(step_model, opt, cfg, x, y, epoch, data_seed), step_model)
+    except Exception as e:  # noqa: BLE001 - a compiler error of any kind: go on without it
+        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        warnings.warn(
+            f"torch.compile failed on this model ({why}); training it without compiling. "
+            "Unset LLFC_COMPILE (or drop --compile) to skip the attempt.",
+            stacklevel=3,
+        )
+    opt.state.clear()
+    _unpack(before, model, opt)
+    return (*train_epoch(model, opt, cfg, x, y, epoch, data_seed), model)
+
+
+@contextlib.contextmanager
+def _cudnn_autotune(enabled: bool) -> Iterator[None]:
+    """cuDNN times its kernels once per shape and keeps the fastest (training has fixed shapes);
+    the process's previous setting is restored afterwards."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = before or enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def resume_seconds() -> float:
@@ -424,18 +485,15 @@ def _run(
 
         model = build_model(cfg, init_seed).to(device)
         if device.type == "cuda":
-            # fixed shapes: let cuDNN time its kernels once and keep the fastest
-            torch.backends.cudnn.benchmark = True
             if cfg.model != "mlp":
                 model = model.to(memory_format=torch.channels_last)
-            if cfg.amp == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+            if cfg.amp == "bf16" and torch.cuda.get_device_capability(device)[0] < 8:  # pre-Ampere
                 warnings.warn(
                     f"{torch.cuda.get_device_name(device)} has no native bfloat16, so bf16 "
                     "autocast is emulated and slow; set LLFC_AMP=fp32 (or run with --amp fp32).",
                     stacklevel=2,
                 )
         step_model = maybe_compile(model, device)  # the same parameters, maybe compiled
-        kind = device_kind(device, compiled=step_model is not model)
         opt = make_optimizer(cfg, model)
         history: History = {
             k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
@@ -468,7 +526,12 @@ def _run(
         last_saved = time.perf_counter()
         for epoch in bar:
             t0 = time.perf_counter()
-            loss, acc = train_epoch(step_model, opt, cfg, x, y, epoch, segments[-1][0])
+            if step_model is model:
+                loss, acc = train_epoch(model, opt, cfg, x, y, epoch, segments[-1][0])
+            else:
+                loss, acc, step_model = _compiled_epoch(
+                    step_model, model, opt, cfg, x, y, epoch, segments[-1][0], first=epoch == start
+                )
             test_loss, test_acc = evaluate(model, xt, yt)
             finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()])
             finite_weights = bool(finite.all())  # one read-back per epoch, not one per tensor
@@ -490,6 +553,7 @@ def _run(
             if epoch + 1 < end and time.perf_counter() - last_saved >= every:
                 cache.save(resume_spec, _pack(model, opt), {"history": history, "epoch": epoch + 1})
                 last_saved = time.perf_counter()
+            kind = device_kind(device, compiled=step_model is not model)
             record_epoch_seconds(cfg, kind, time.perf_counter() - t0)  # with the checkpoint write
         bar.close()
         tensors = _pack(model, opt)
@@ -514,7 +578,8 @@ def train_run(
     total = sum(n for _, n in segs)
     if total != cfg.epochs:
         raise ValueError(f"segments cover {total} epochs, but the config trains {cfg.epochs}")
-    tensors, history = _run(cfg, init_seed, segs, device, label)
+    with _cudnn_autotune(device.type == "cuda"):
+        tensors, history = _run(cfg, init_seed, segs, device, label)
     model = build_model(cfg, init_seed).to(device)
     _unpack(tensors, model, None)
     return model.eval(), history

@@ -169,6 +169,18 @@ def test_channel_layer_norm_matches_layer_norm_over_channels():
     torch.testing.assert_close(ln(x), expect.permute(0, 3, 1, 2), rtol=1e-10, atol=1e-10)
 
 
+def test_channel_layer_norm_keeps_float32_statistics_under_bf16_autocast():
+    """Features with a large common offset: bf16 statistics would lose them entirely."""
+    torch.manual_seed(0)
+    x = (64 + torch.randn(2, 16, 4, 4)).bfloat16()
+    ln = models.ChannelLayerNorm(16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ln(x)
+    assert out.dtype == torch.bfloat16
+    ref = F.layer_norm(x.double().permute(0, 2, 3, 1), (16,)).permute(0, 3, 1, 2)
+    assert (out.double() - ref).abs().max() < 0.05  # bf16 rounding of the output only
+
+
 def test_channel_layer_norm_commutes_with_channel_permutation():
     torch.manual_seed(1)
     ln = models.ChannelLayerNorm(5)

@@ -256,6 +256,10 @@ def test_peak_table_matches_names_by_their_most_specific_entry():
     assert plan.peak_tflops("NVIDIA L40S")[0] == 362.0 and plan.peak_tflops("NVIDIA L4")[0] == 121.0
     assert plan.peak_tflops("Tesla T4")[1].startswith("fp16")
     assert plan.peak_tflops("Some Future GPU") is None
+    # whole words, not substrings: an L40 is not an L4, an RTX A1000 not an A100
+    assert plan.peak_tflops("NVIDIA L40")[0] == 181.0
+    assert plan.peak_tflops("NVIDIA RTX A1000 6GB Laptop GPU") is None
+    assert plan.peak_tflops("NVIDIA A100-SXM4-80GB")[0] == 312.0
 
 
 def test_durations_read_naturally():
@@ -352,12 +356,80 @@ def test_compile_falls_back_with_a_warning_when_unavailable(monkeypatch):
     )
 
 
+class _FailsToCompile(torch.nn.Module):
+    """Stands in for a compiled model whose compiler fails at the `fail_at`-th step."""
+
+    def __init__(self, model: torch.nn.Module, fail_at: int) -> None:
+        super().__init__()
+        self.model, self.fail_at, self.calls = model, fail_at, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("InductorError: no kernel for you\nsecond line")
+        return self.model(x)
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_compile_failure_mid_epoch_restarts_the_epoch_without_compiling(monkeypatch, optimizer):
+    """Steps taken before the failure are undone: the run equals one that never compiled."""
+    cfg = TINY.replace(optimizer=optimizer, lr=1e-3 if optimizer == "adam" else TINY.lr)
+    ref, href = train.train_model(cfg, 0, CPU)
+    monkeypatch.setenv("LLFC_CACHE", str(os.environ["LLFC_CACHE"]) + "-2")
+    monkeypatch.setattr(train, "maybe_compile", lambda model, device: _FailsToCompile(model, 2))
+    with pytest.warns(UserWarning, match="torch.compile failed on this model.*InductorError"):
+        model, history = train.train_model(cfg, 0, CPU)
+    assert history["train_loss"] == href["train_loss"]
+    for (name, p), q in zip(ref.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+    assert list(json.loads(train.timings_path().read_text())["devices"]) == ["cpu"]
+
+
+def test_cudnn_autotune_is_restored_after_training():
+    before = torch.backends.cudnn.benchmark
+    with train._cudnn_autotune(True):
+        assert torch.backends.cudnn.benchmark
+    assert torch.backends.cudnn.benchmark == before
+
+
+def test_optimiser_state_takes_the_layout_of_its_parameter():
+    """A momentum buffer read back from a (contiguous) checkpoint matches its channels-last weight."""
+    cfg = config.get("smoke", "cnn")
+    model = train.build_model(cfg, 0).to(memory_format=torch.channels_last)
+    opt = train.make_optimizer(cfg, model)
+    channels, size = train.input_shape(cfg)
+    x = torch.randn(2, channels, size, size).contiguous(memory_format=torch.channels_last)
+    model(x).sum().backward()
+    opt.step()
+    saved = {k: v.contiguous() for k, v in train._pack(model, opt).items()}  # as safetensors stores
+    fresh = train.build_model(cfg, 1).to(memory_format=torch.channels_last)
+    fresh_opt = train.make_optimizer(cfg, fresh)
+    train._unpack(saved, fresh, fresh_opt)
+    convs = [p for p in fresh.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    for p in fresh.parameters():
+        buf = fresh_opt.state[p]["momentum_buffer"]
+        assert buf.stride() == p.stride() and buf.device == p.device
+    for (name, p), q in zip(model.named_parameters(), fresh.parameters(), strict=True):
+        assert torch.equal(
+            opt.state[p]["momentum_buffer"], fresh_opt.state[q]["momentum_buffer"]
+        ), name
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("fashion_mnist")
 def test_compiled_training_matches_eager_closely(monkeypatch, tmp_path):
+    """Also through dropout: compiled code draws its masks from the eager random stream."""
     if train._compile_problem("cpu") is not None:
         pytest.skip(f"torch.compile does not work here: {train._compile_problem('cpu')}")
-    cfg = TINY.replace(epochs=1)
+    cnn = config.get("smoke", "cnn")
+    cfg = cnn.replace(
+        model_kwargs={**cnn.model_kwargs, "dropout": 0.5},
+        epochs=1,
+        train_subset=128,
+        test_subset=64,
+    )
     eager, h_eager = train.train_model(cfg, 0, CPU)
     monkeypatch.setenv("LLFC_COMPILE", "1")
     monkeypatch.setenv("LLFC_CACHE", str(tmp_path / "compiled"))
@@ -366,5 +438,5 @@ def test_compiled_training_matches_eager_closely(monkeypatch, tmp_path):
     for (name, p), q in zip(
         eager.state_dict().items(), compiled.state_dict().values(), strict=True
     ):
-        assert torch.allclose(p, q, atol=1e-4), name
+        assert torch.allclose(p, q, atol=1e-3), name  # 2e-4 here; 1e-2 with other masks
     assert "cpu +compile" in json.loads(train.timings_path().read_text())["devices"]
