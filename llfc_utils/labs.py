@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import sys
 from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
+
+from llfc_utils.colab import BADGE_SVG
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -43,8 +46,12 @@ NOTE = (
     "then run the check cell right after it. A check that passes prints nothing; a wrong answer "
     "stops with an `AssertionError` saying what is off. Run the cells in order from the top "
     "(Run > Run All Cells stops at the first exercise you have not done yet). The rendered book "
-    "shows the solutions."
+    "shows the solutions. This lab has no Colab badge, because the chapter's badge opens the "
+    "book's version, with the answers; to work on the lab in Colab, upload it (File > Upload "
+    "notebook)."
 )
+# the "Open in Colab" badge line that `llfc_utils.colab` writes under a chapter's title
+BADGE_LINE = re.compile(r"^\[!\[[^\]]*\]\(" + re.escape(BADGE_SVG) + r"\)\]\([^)]*\)\n*", re.M)
 
 
 def _tags(cell: NotebookNode) -> list[str]:
@@ -99,6 +106,9 @@ def make_lab(source_nb: NotebookNode, name: str = "notebook") -> NotebookNode:
             cell.outputs, cell.execution_count = [], None
             if i in solutions:
                 cell.source = prompt(cell.source) + "\n" + ANSWER_STUB
+    for cell in lab.cells:
+        if cell.cell_type == "markdown":
+            cell.source = BADGE_LINE.sub("", cell.source)
     note = nbformat.v4.new_markdown_cell(NOTE, metadata={"tags": [NOTE_TAG]})
     first_is_title = lab.cells and lab.cells[0].cell_type == "markdown"
     lab.cells.insert(1 if first_is_title else 0, note)

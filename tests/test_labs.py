@@ -6,7 +6,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from llfc_utils import labs, run
+from llfc_utils import colab, labs, run
 
 
 def _code(source: str, tags: list[str], output: str | None = None):
@@ -73,6 +73,16 @@ def test_lab_removes_the_answers_and_keeps_prompts_and_checks() -> None:
     assert src.cells[4].outputs, "the source notebook is not modified"
 
 
+def test_lab_drops_the_colab_badge_that_opens_the_solutions() -> None:
+    src = _chapter()
+    badge = colab.badge_markdown("01_x")
+    src.cells[0].source = f"# A chapter\n\n{badge}\n\n**The claim.** Something."
+    lab = labs.make_lab(src, "01_x.ipynb")
+    assert lab.cells[0].source == "# A chapter\n\n**The claim.** Something."
+    assert colab.BADGE_SVG not in "".join(c.source for c in lab.cells)
+    assert "Upload notebook" in lab.cells[1].source
+
+
 def test_lab_solution_cell_raises_until_answered() -> None:
     lab = labs.make_lab(_chapter())
     with pytest.raises(NotImplementedError, match="write your answer above"):
@@ -135,6 +145,10 @@ def test_real_chapter_has_at_least_two_checked_exercises(name: str) -> None:
         assert before and "exercise" in before[-1].metadata.get("tags", []), (
             f"{name}: cell {i}: the markdown cell before a solution should be tagged `exercise`"
         )
+    assert colab.BADGE_SVG in nb.cells[0].source  # the chapter has its badge ...
+    lab = labs.make_lab(nb, f"{name}.ipynb")
+    assert colab.BADGE_SVG not in "".join(c.source for c in lab.cells)  # ... its lab does not
+    assert lab.cells[0].source.startswith("# ")
 
 
 @pytest.mark.slow
