@@ -109,6 +109,9 @@ def run_chapter(name: str, profile: str, params: dict[str, object], out_dir: Pat
             cwd=str(ROOT),
             progress_bar=False,
             kernel_name="python3",
+            # The kernel listens on localhost only; without this it warns on every chapter that
+            # its local TCP sockets are not encrypted. Its errors still show.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     _hide_injected_parameters(out)
     return out
