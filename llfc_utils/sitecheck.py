@@ -4,7 +4,8 @@ Every chapter page (`book/NN_*.html`, from `_toc.yml` when it is found beside th
 results page are served from 127.0.0.1 and opened in Debian's Chromium (packages `chromium` and
 `chromium-driver`; `make browser` installs them). A page passes when every local image has loaded,
 no cell shows an error, a progress bar or a Markdown table left as raw text, and, on a chapter page,
-there is at least one figure and a Colab link.
+there is at least one figure and a Colab link, and the browser console shows no JavaScript error
+(failed loads of external resources, such as the Colab badge image offline, are not counted).
 Each `.llfc-slider` is moved to its min, middle and max: the frame must change. One full-page
 screenshot per page, and one per slider position, go to `--shots`.
 """
@@ -87,6 +88,19 @@ input.dispatchEvent(new Event("input", {bubbles: true}));
 
 class BrowserUnavailable(RuntimeError):
     """Chromium, its driver or Selenium is missing."""
+
+
+# Console messages that are not the page's fault: an external resource that cannot load offline.
+NETWORK_NOISE = re.compile(r"Failed to load resource|net::ERR_")
+
+
+def js_errors(entries: list[dict]) -> list[str]:
+    """The JavaScript errors among Chromium's console `entries` (level SEVERE, not network noise)."""
+    return [
+        e.get("message", "")
+        for e in entries
+        if e.get("level") == "SEVERE" and not NETWORK_NOISE.search(e.get("message", ""))
+    ]
 
 
 @dataclass
@@ -185,6 +199,7 @@ def browser() -> Iterator[object]:
     options.binary_location = CHROMIUM
     for flag in [*FLAGS, f"--user-data-dir={profile}"]:
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for js_errors
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(60)
     try:
@@ -260,6 +275,7 @@ def check_page(driver, url: str, page: str, shots: Path) -> PageResult:
     """Open one page and check it; save its screenshots into `shots`."""
     result = PageResult(page)
     stem = Path(page).stem
+    driver.get_log("browser")  # drop what earlier pages logged
     driver.get(url)
     driver.execute_script("document.querySelectorAll('img').forEach((i) => (i.loading = 'eager'));")
     _wait(driver, lambda d: d.execute_script(PAGE_FACTS)["pending"] == 0, timeout=20)
@@ -293,6 +309,11 @@ def check_page(driver, url: str, page: str, shots: Path) -> PageResult:
         )
     if chapter and not facts["colab"]:
         result.problems.append("no Colab link (an href with colab.research.google.com)")
+    errors = js_errors(driver.get_log("browser"))
+    if errors:
+        result.problems.append(
+            f"{len(errors)} JavaScript error(s) in the console: {errors[0][:300]}"
+        )
     shot = shots / f"{stem}.png"
     _full_page_screenshot(driver, shot)
     result.screenshots.append(shot)

@@ -73,6 +73,9 @@ def hand_site(tmp_path_factory) -> tuple[dict, Path]:
         "05_broken_slider": _page(COLAB, FIGURE, broken_slider),
         "06_no_colab_no_figure": _page("<p>text only</p>"),
         "07_progress_bar_and_raw_table": _page(COLAB, FIGURE, NOISE),
+        "08_script_error": _page(
+            COLAB, FIGURE, "<script>const a = 1;</script><script>const a = 2;</script>"
+        ),
         "results": _page("<p>a table, no figure, no badge</p>"),
     }
     for name, text in pages.items():
@@ -113,6 +116,24 @@ def test_progress_bars_and_raw_markdown_tables_fail(hand_site) -> None:
     assert problems[1].startswith("1 Markdown table(s) shown as raw text")
 
 
+def test_javascript_error_in_the_console_fails(hand_site) -> None:
+    problems = hand_site[0]["08_script_error"].problems
+    assert len(problems) == 1 and problems[0].startswith("1 JavaScript error(s) in the console")
+    assert "already been declared" in problems[0]
+
+
+def test_only_javascript_errors_count_not_offline_resources() -> None:
+    entries = [
+        {
+            "level": "SEVERE",
+            "message": "https://x/badge.svg - Failed to load resource: net::ERR_NAME",
+        },
+        {"level": "WARNING", "message": "something deprecated"},
+        {"level": "SEVERE", "message": "page.html 3:7 Uncaught TypeError: x is undefined"},
+    ]
+    assert sitecheck.js_errors(entries) == ["page.html 3:7 Uncaught TypeError: x is undefined"]
+
+
 def test_working_slider_passes_with_three_screenshots(hand_site) -> None:
     results, shots = hand_site
     r = results["04_slider"]
@@ -134,7 +155,7 @@ def test_command_line_exit_codes(hand_site, tmp_path, capsys) -> None:
     assert sitecheck.main([str(build), "--shots", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "OK    book/01_good.html" in out and "FAIL  book/02_broken_image.html" in out
-    assert "3 of 8 pages OK" in out
+    assert "3 of 9 pages OK" in out
 
 
 def test_toc_lists_the_pages_to_check(tmp_path) -> None:
