@@ -173,8 +173,9 @@ def stitching(
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"need as many labels as inputs (> 0), got {len(x)} and {len(y)}")
     receiver.eval(), donor.eval()
-    loss = dict.fromkeys(layers, 0.0)
-    correct = dict.fromkeys(layers, 0)
+    # summed on the device, read back once at the end (no host sync per batch and layer)
+    loss = {l: torch.zeros((), dtype=torch.float64, device=x.device) for l in layers}
+    correct = {l: torch.zeros((), dtype=torch.int64, device=x.device) for l in layers}
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         with features.capture(donor, layers) as store:
@@ -194,12 +195,12 @@ def stitching(
                 out = receiver(xb).float()
             finally:
                 handle.remove()
-            loss[l] += F.cross_entropy(out, yb, reduction="sum").double().item()
-            correct[l] += int((out.argmax(1) == yb).sum())
+            loss[l] += F.cross_entropy(out, yb, reduction="sum").double()
+            correct[l] += (out.argmax(1) == yb).sum()
     return {
         "layers": layers,
-        "loss": {l: loss[l] / len(x) for l in layers},
-        "acc": {l: correct[l] / len(x) for l in layers},
+        "loss": {l: loss[l].item() / len(x) for l in layers},
+        "acc": {l: correct[l].item() / len(x) for l in layers},
     }
 
 
