@@ -105,7 +105,11 @@ class VGG(nn.Sequential):
     """CIFAR-style VGG: 3x3 convs, max pools, global average pool, an MLP classifier.
 
     `classifier` lists the hidden widths of the classifier (the authors use (4096, 4096) with
-    dropout 0.5); `width` scales every conv's channels.
+    dropout 0.5); `width` scales every conv's channels. `init="authors"` initialises as the
+    authors' `src/model/cifar_vgg.py` does: every conv has a (zero) bias, also beside a norm, and
+    the linear layers draw their weights from N(0, 0.01) with zero biases; the default "torch"
+    keeps PyTorch's linear initialisation and no conv bias before a norm. Convs are Kaiming-normal
+    (fan out) in both.
     """
 
     def __init__(
@@ -117,9 +121,12 @@ class VGG(nn.Sequential):
         num_classes: int = 10,
         classifier: tuple[int, ...] = (4096, 4096),
         dropout: float = 0.5,
+        init: str = "torch",
     ) -> None:
         if depth not in VGG_CFGS:
             raise ValueError(f"unknown VGG depth {depth!r}; valid: {', '.join(VGG_CFGS)}")
+        if init not in ("torch", "authors"):
+            raise ValueError(f"unknown VGG init {init!r}; valid: torch, authors")
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         c_in, i, p = in_channels, 0, 0
         for v in VGG_CFGS[depth]:
@@ -129,7 +136,8 @@ class VGG(nn.Sequential):
                 continue
             i += 1
             c_out = _scaled(v, width)
-            layers[f"conv{i}"] = nn.Conv2d(c_in, c_out, 3, padding=1, bias=norm == "none")
+            bias = norm == "none" or init == "authors"
+            layers[f"conv{i}"] = nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias)
             if norm != "none":
                 layers[f"norm{i}"] = _norm(norm, c_out)
             layers[f"relu{i}"] = nn.ReLU()
@@ -149,6 +157,9 @@ class VGG(nn.Sequential):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear) and init == "authors":
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                nn.init.zeros_(m.bias)
 
 
 class PadShortcut(nn.Module):

@@ -62,6 +62,25 @@ def test_vgg_forward_backward(depth, norm, in_channels):
     assert all((c.bias is not None) == (norm == "none") for c in convs)
 
 
+def test_vgg_authors_init_matches_their_cifar_vgg():
+    """init="authors": zero conv biases beside BN, linear weights N(0, 0.01), zero linear biases."""
+    torch.manual_seed(0)
+    ours = models.build("vgg16", norm="bn")
+    theirs = models.build("vgg16", norm="bn", init="authors")
+    convs = [m for m in theirs.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 13 and all(m.bias is not None and not m.bias.any() for m in convs)
+    assert all(m.bias is None for m in ours.modules() if isinstance(m, nn.Conv2d))
+    linears = [m for m in theirs.modules() if isinstance(m, nn.Linear)]
+    assert [tuple(m.weight.shape) for m in linears] == [(4096, 512), (4096, 4096), (10, 4096)]
+    for m in linears[:2]:  # millions of draws: the sample std is 0.01 to well under 1 %
+        assert abs(m.weight.std().item() - 0.01) < 1e-4 and abs(m.weight.mean().item()) < 1e-4
+        assert not m.bias.any()
+    default = [m for m in ours.modules() if isinstance(m, nn.Linear)][0]
+    assert default.weight.std().item() > 0.02  # PyTorch's default: U(+-1/sqrt(512)), std 0.026
+    with pytest.raises(ValueError, match="unknown VGG init 'xavier'; valid: torch, authors"):
+        models.build("vgg16", init="xavier")
+
+
 @pytest.mark.parametrize("shortcut", ["conv", "pad"])
 @pytest.mark.parametrize("norm", ["bn", "ln"])
 def test_resnet20_forward_backward(norm, shortcut):

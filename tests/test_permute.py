@@ -16,6 +16,8 @@ CONFIGS = [
     ("vgg11", {"width": 0.0625, "norm": "bn", "classifier": (8, 8)}, (3, 32, 32)),
     ("vgg11", {"width": 0.0625, "norm": "ln", "classifier": (8,)}, (3, 32, 32)),
     ("vgg11", {"width": 0.0625, "norm": "none", "classifier": (8,)}, (3, 32, 32)),
+    # the authors' VGG: conv biases beside BN
+    ("vgg11", {"width": 0.0625, "norm": "bn", "classifier": (8,), "init": "authors"}, (3, 32, 32)),
     ("resnet20", {"width": 0.5, "norm": "bn"}, (3, 32, 32)),
     ("resnet20", {"width": 0.5, "norm": "ln"}, (3, 32, 32)),
 ]
@@ -24,8 +26,11 @@ CONFIGS = [
 def _net(name: str, kw: dict, shape: tuple, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     net = models.build(name, in_channels=shape[0], image_size=shape[1], **kw)
-    # non-trivial BN statistics, so that permuting them matters
+    # non-trivial biases and BN statistics, so that permuting them matters
     for m in net.modules():
+        if isinstance(m, nn.Conv2d) and m.bias is not None:
+            with torch.no_grad():
+                m.bias.uniform_(-0.1, 0.1)  # zero at initialisation
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-1, 0)  # shifts activations up: no dead units
             m.running_var.uniform_(0.5, 2)

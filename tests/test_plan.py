@@ -286,6 +286,12 @@ def test_old_checkpoint_keys_are_unchanged():
         cfg = config.get(profile, role)
         if profile == "smoke":  # the smoke MLP as it was then (it has since shrunk)
             cfg = cfg.replace(train_subset=1024, epochs=10)
+        if (
+            profile == "paper"
+        ):  # the paper VGG as it was then (it has since taken the authors' init)
+            now = train._spec(cfg, 0, [[0, cfg.epochs]], torch.device(device))
+            assert cache.key_of(now) != key, "a different initialisation is a different network"
+            cfg = cfg.replace(model_kwargs={"norm": "bn"})
         spec = train._spec(cfg, 0, [[0, cfg.epochs]], torch.device(device))
         assert cache.key_of(spec) == key, (profile, role, device)
     cfg = config.get("paper", "cnn")
