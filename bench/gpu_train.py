@@ -27,7 +27,11 @@ GPU without bf16).
 
 Data: the first train images of Fashion-MNIST, padded to 32x32 and repeated to 3 channels, when
 they are on this machine (no network needed); else random uint8 images. The header and the JSON
-say which. Not a test: it prints a table and, as its last line, one JSON object.
+say which. For a GPU machine with neither network nor the Debian package, bring the 30 MB of
+Fashion-MNIST along in the git-ignored `data/` folder and point `LLFC_DATA` at it:
+
+    mkdir -p data/FashionMNIST/raw && cp /usr/share/datasets/fashion-mnist/*.gz data/FashionMNIST/raw/
+    LLFC_DATA=data .venv/bin/python bench/gpu_train.py        # on the GPU machine Not a test: it prints a table and, as its last line, one JSON object.
 
     .venv/bin/python bench/gpu_train.py                       # on a GPU: 50 steps per loop
     .venv/bin/python bench/gpu_train.py --device cpu --steps 3 --batch 32   # a quick check here
