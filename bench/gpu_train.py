@@ -31,7 +31,9 @@ say which. For a GPU machine with neither network nor the Debian package, bring 
 Fashion-MNIST along in the git-ignored `data/` folder and point `LLFC_DATA` at it:
 
     mkdir -p data/FashionMNIST/raw && cp /usr/share/datasets/fashion-mnist/*.gz data/FashionMNIST/raw/
-    LLFC_DATA=data .venv/bin/python bench/gpu_train.py        # on the GPU machine Not a test: it prints a table and, as its last line, one JSON object.
+    LLFC_DATA=data .venv/bin/python bench/gpu_train.py        # on the GPU machine
+
+Not a test: it prints a table and, as its last line, one JSON object.
 
     .venv/bin/python bench/gpu_train.py                       # on a GPU: 50 steps per loop
     .venv/bin/python bench/gpu_train.py --device cpu --steps 3 --batch 32   # a quick check here
