@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -395,24 +395,20 @@ def _compiled_epoch(
     step_model: nn.Module,
     model: nn.Module,
     opt: torch.optim.Optimizer,
-    cfg: TrainConfig,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    epoch: int,
-    data_seed: int,
+    one_epoch: Callable[[nn.Module], tuple[float, float]],
     first: bool,
 ) -> tuple[float, float, nn.Module]:
-    """`train_epoch` through the compiled `step_model`; returns (loss, accuracy, model to go on with).
+    """`one_epoch(step_model)` (the compiled model); returns (loss, accuracy, model to go on with).
 
     Compiling happens in the first steps (and again for the epoch's last, smaller batch). If it
     fails there, this warns, restores model and optimiser to their state before the epoch, and
-    runs the epoch with the plain `model`, which the rest of the run then uses.
+    runs `one_epoch(model)` with the plain model, which the rest of the run then uses.
     """
     if not first:
-        return (*train_epoch(step_model, opt, cfg, x, y, epoch, data_seed), step_model)
+        return (*one_epoch(step_model), step_model)
     before = {k: v.clone() for k, v in _pack(model, opt).items()}
     try:
-        return (*train_epoch(step_model, opt, cfg, x, y, epoch, data_seed), step_model)
+        return (*one_epoch(step_model), step_model)
     except Exception as e:  # noqa: BLE001 - a compiler error of any kind: go on without it
         why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         warnings.warn(
@@ -422,7 +418,7 @@ def _compiled_epoch(
         )
     opt.state.clear()
     _unpack(before, model, opt)
-    return (*train_epoch(model, opt, cfg, x, y, epoch, data_seed), model)
+    return (*one_epoch(model), model)
 
 
 @contextlib.contextmanager
@@ -526,11 +522,15 @@ def _run(
         last_saved = time.perf_counter()
         for epoch in bar:
             t0 = time.perf_counter()
+
+            def one_epoch(m: nn.Module, epoch: int = epoch) -> tuple[float, float]:
+                return train_epoch(m, opt, cfg, x, y, epoch, segments[-1][0])
+
             if step_model is model:
-                loss, acc = train_epoch(model, opt, cfg, x, y, epoch, segments[-1][0])
+                loss, acc = one_epoch(model)
             else:
                 loss, acc, step_model = _compiled_epoch(
-                    step_model, model, opt, cfg, x, y, epoch, segments[-1][0], first=epoch == start
+                    step_model, model, opt, one_epoch, first=epoch == start
                 )
             test_loss, test_acc = evaluate(model, xt, yt)
             finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()])
