@@ -58,7 +58,7 @@ browser:
 
 # Course labs: every chapter with its solution cells replaced by prompts (generated, not committed).
 labs: setup
-	$(PY) -m llfc_utils.labs --out labs
+	$(PY) -m llfc_utils.tools.labs --out labs
 
 lint: setup
 	$(PY) -m ruff check .
@@ -72,11 +72,11 @@ test: lint data browser
 	$(PY) -m pytest -q
 
 run: data
-	$(PY) -m llfc_utils.run --profile $(PROFILE)
+	$(PY) -m llfc_utils.tools.run --profile $(PROFILE)
 
 book: run browser
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
-	$(PY) -m llfc_utils.sitecheck _build/html --allow-missing-browser
+	$(PY) -m llfc_utils.tools.sitecheck _build/html --allow-missing-browser
 	@echo "open _build/html/index.html"
 
 bench: data
@@ -89,7 +89,7 @@ SWEEP_GRID ?= spawn_epoch=0,2,5 seed=0,1 extras=False
 SWEEP_WORKERS ?= 2
 SWEEP_OUT ?= sweeps/$(SWEEP_CHAPTER)-$(SWEEP_PROFILE)
 sweep: data
-	$(PY) -m llfc_utils.sweep --chapter $(SWEEP_CHAPTER) --profile $(SWEEP_PROFILE) \
+	$(PY) -m llfc_utils.tools.sweep --chapter $(SWEEP_CHAPTER) --profile $(SWEEP_PROFILE) \
 	  --grid $(SWEEP_GRID) --workers $(SWEEP_WORKERS) --out $(SWEEP_OUT)
 
 lock: setup

@@ -21,7 +21,7 @@ with crop-and-flip augmentation in both:
 FLOPs per image are counted by torch.utils.flop_counter.FlopCounterMode over one forward and
 backward pass in training mode (matrix multiplications and convolutions only; measured, not
 assumed to be 3x the forward pass). Achieved TFLOP/s = FLOPs per image x images/s, printed beside
-the device's dense bf16 peak from `llfc_utils.plan.PEAK_TFLOPS` ("unknown" if not listed); the
+the device's dense bf16 peak from `llfc_utils.tools.plan.PEAK_TFLOPS` ("unknown" if not listed); the
 "% peak" column only when ours trains in the peak's precision (not with `--amp fp32`, not on a
 GPU without bf16).
 
@@ -53,9 +53,10 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from llfc_utils import config, data, plan
+from llfc_utils import config, data
 from llfc_utils import train as llfc_train
 from llfc_utils.config import TrainConfig
+from llfc_utils.tools import plan
 
 ROLES = {"vgg16": "cnn", "resnet20": "resnet20"}  # model -> role in the paper profile
 MEAN, STD = data.STATS["cifar10"]  # the authors' Normalize, used by both loops

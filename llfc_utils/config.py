@@ -251,7 +251,7 @@ def amp_override() -> str | None:
 def get(profile_name: str, role: str) -> TrainConfig:
     """The TrainConfig for `role` ("mlp", "cnn", ...) in profile `profile_name`.
 
-    `LLFC_AMP=fp32` (or `python -m llfc_utils.run --amp fp32`) trains in float32 on CUDA instead
+    `LLFC_AMP=fp32` (or `python -m llfc_utils.tools.run --amp fp32`) trains in float32 on CUDA instead
     of bf16 autocast; it is part of the checkpoint key. The CPU always trains in float32.
     """
     roles = profile(profile_name)

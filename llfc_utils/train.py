@@ -17,7 +17,7 @@ most every `resume_seconds()`, 30 s by default).
 On CUDA, training runs under bf16 autocast (`TrainConfig.amp = "fp32"` turns it off) with
 channels-last convolutions, and `LLFC_COMPILE=1` compiles the training step (`maybe_compile`).
 The seconds of every finished epoch are recorded per device kind and recipe (`epoch_seconds`),
-for the estimates of `llfc_utils.plan`.
+for the estimates of `llfc_utils.tools.plan`.
 """
 
 from __future__ import annotations

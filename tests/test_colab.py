@@ -10,11 +10,11 @@ import types
 import pytest
 import torch
 
-from llfc_utils import colab
+from llfc_utils.tools import colab
 
 
 def test_every_chapter_has_the_current_badge_and_install_cell() -> None:
-    assert colab.sync(check=True) == [], "run `python -m llfc_utils.colab`"
+    assert colab.sync(check=True) == [], "run `python -m llfc_utils.tools.colab`"
     url, branch = colab.repository()
     for path in sorted(colab.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
         cells = json.loads(path.read_text())["cells"]

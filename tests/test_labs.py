@@ -6,7 +6,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from llfc_utils import colab, labs, run
+from llfc_utils.tools import colab, labs, run
 
 
 def _code(source: str, tags: list[str], output: str | None = None):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from llfc_utils import results, run
+from llfc_utils.tools import results, run
 
 CHAPTERS = run.chapters()
 

@@ -1,4 +1,4 @@
-"""llfc_utils.plan and the runner's --dry-run: the plan matches what training caches, timings, amp, compile."""
+"""llfc_utils.tools.plan and the runner's --dry-run: the plan matches what training caches, timings, amp, compile."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import warnings
 import pytest
 import torch
 
-from llfc_utils import cache, config, plan, run, train
+from llfc_utils import cache, config, train
+from llfc_utils.tools import plan, run
 
 CPU = torch.device("cpu")
 SMOKE_MLP = config.get("smoke", "mlp")

@@ -1,4 +1,4 @@
-"""The rendered site as a person sees it, in headless Chromium (`llfc_utils.sitecheck`)."""
+"""The rendered site as a person sees it, in headless Chromium (`llfc_utils.tools.sitecheck`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from llfc_utils import plots, run, sitecheck
+from llfc_utils.tools import run, sitecheck, slider
 
 COLAB = (
     '<a href="https://colab.research.google.com/github/o/n/blob/main/notebooks/x.ipynb">'
@@ -49,7 +49,7 @@ def _slider(n: int = 3) -> str:
         fig, ax = plt.subplots(figsize=(3, 2))
         ax.plot([0, 1], [0, i])
         figs.append(fig)
-    return plots.alpha_slider(figs, [i / (n - 1) for i in range(n)], title="walk").data
+    return slider.alpha_slider(figs, [i / (n - 1) for i in range(n)], title="walk").data
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +200,7 @@ def test_real_site_passes_the_browser_check(tmp_path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "llfc_utils.run",
+        "llfc_utils.tools.run",
         "--profile",
         "smoke",
         "--out",

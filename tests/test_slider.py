@@ -9,7 +9,7 @@ import re
 import matplotlib.pyplot as plt
 import pytest
 
-from llfc_utils import plots
+from llfc_utils.tools import slider
 
 
 def _figures(n: int) -> list:
@@ -30,7 +30,7 @@ def _data(page: str) -> dict:
 def test_slider_inlines_one_png_per_alpha_and_closes_the_figures() -> None:
     alphas = [0.0, 0.25, 0.5, 0.75, 1.0]
     figs = _figures(len(alphas))
-    page = plots.alpha_slider(figs, alphas, title="loss <landscape>").data
+    page = slider.alpha_slider(figs, alphas, title="loss <landscape>").data
     data = _data(page)
     assert len(data["frames"]) == 5 and len(set(data["frames"])) == 5
     for src in data["frames"]:
@@ -43,7 +43,7 @@ def test_slider_inlines_one_png_per_alpha_and_closes_the_figures() -> None:
 
 
 def test_slider_dom_contract() -> None:
-    page = plots.alpha_slider(_figures(5), [0, 0.25, 0.5, 0.75, 1]).data
+    page = slider.alpha_slider(_figures(5), [0, 0.25, 0.5, 0.75, 1]).data
     uid = re.search(r'<div class="llfc-slider" id="(llfc-slider-[0-9a-f]{32})">', page).group(1)
     rng = re.search(r'<input type="range" class="llfc-slider-input"([^>]*)>', page).group(1)
     assert 'min="0"' in rng and 'max="4"' in rng and 'step="1"' in rng and 'value="2"' in rng
@@ -57,7 +57,7 @@ def test_slider_dom_contract() -> None:
 
 def test_two_sliders_have_different_ids() -> None:
     ids = [
-        re.search(r'id="(llfc-slider-[0-9a-f]+)"', plots.alpha_slider(_figures(2), [0, 1]).data)[1]
+        re.search(r'id="(llfc-slider-[0-9a-f]+)"', slider.alpha_slider(_figures(2), [0, 1]).data)[1]
         for _ in range(2)
     ]
     assert ids[0] != ids[1]
@@ -75,16 +75,16 @@ def test_two_sliders_have_different_ids() -> None:
 def test_slider_rejects_bad_input(n_figs: int, alphas: list, message: str) -> None:
     figs = _figures(n_figs)
     with pytest.raises(ValueError, match=message):
-        plots.alpha_slider(figs, alphas)
+        slider.alpha_slider(figs, alphas)
     plt.close("all")
 
 
 def test_slider_rejects_non_figures() -> None:
     with pytest.raises(TypeError, match="matplotlib Figure"):
-        plots.alpha_slider(["a.png", "b.png"], [0, 1])
+        slider.alpha_slider(["a.png", "b.png"], [0, 1])
 
 
 def test_slider_warns_when_the_page_gets_heavy(monkeypatch) -> None:
-    monkeypatch.setattr(plots, "SLIDER_WARN_BYTES", 1000)
+    monkeypatch.setattr(slider, "SLIDER_WARN_BYTES", 1000)
     with pytest.warns(UserWarning, match="MB; use fewer alphas"):
-        plots.alpha_slider(_figures(2), [0, 1])
+        slider.alpha_slider(_figures(2), [0, 1])

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from llfc_utils import run, sweep
+from llfc_utils.tools import run, sweep
 
 CHAPTER = "01_lmc_basics"
 SMALL = {"n_alphas": [3], "train_eval_size": [256], "extras": [False]}  # a fast smoke evaluation

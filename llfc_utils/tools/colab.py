@@ -2,7 +2,7 @@
 
 The repository's address lives in one place, `_config.yml` (`repository.url` and
 `repository.branch`). The badge and the install cell of each notebook are written from it by
-`python -m llfc_utils.colab` (run it after changing the address); `--check` (run by the tests)
+`python -m llfc_utils.tools.colab` (run it after changing the address); `--check` (run by the tests)
 fails when a notebook is out of date.
 """
 
@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
-CONFIG = ROOT / "_config.yml"
+from llfc_utils.tools.paths import CONFIG, NOTEBOOKS, chapters
+
 INSTALL_TAG = "colab-install"
 BADGE_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 
@@ -90,7 +89,7 @@ def _normalise(nb: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
 def sync(notebooks: Path = NOTEBOOKS, check: bool = False, config: Path = CONFIG) -> list[str]:
     """Write (or with `check`, only compare) every chapter's badge and install cell; return stale names."""
     stale = []
-    for path in sorted(notebooks.glob("[0-9][0-9]_*.ipynb")):
+    for path in chapters(notebooks):
         nb = json.loads(path.read_text())
         new = synced(nb, path.stem, config)
         if _normalise(new) == _normalise(nb):
@@ -131,7 +130,7 @@ def choose_profile(profile: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: rewrite (or `--check`) the notebooks' badge and install cells."""
-    parser = argparse.ArgumentParser(prog="python -m llfc_utils.colab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m llfc_utils.tools.colab", description=__doc__)
     parser.add_argument("--check", action="store_true", help="only report stale notebooks")
     args = parser.parse_args(argv)
     stale = sync(check=args.check)
@@ -139,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in stale:
         print(f"{name}: badge / install cell {verb}")
     if args.check and stale:
-        print("run `python -m llfc_utils.colab` to rewrite them from _config.yml", file=sys.stderr)
+        print(
+            "run `python -m llfc_utils.tools.colab` to rewrite them from _config.yml",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

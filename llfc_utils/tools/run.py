@@ -1,11 +1,11 @@
-"""Execute the chapter notebooks with papermill: `python -m llfc_utils.run --profile cpu`.
+"""Execute the chapter notebooks with papermill: `python -m llfc_utils.tools.run --profile cpu`.
 
 Each chapter `notebooks/<name>.ipynb` is executed with its `parameters` cell overridden
 (`profile`, and any `-p name value`) and written to `book/<name>.ipynb`, the copy the book renders.
 Executed copies are generated, never committed.
 
 Before it runs anything it prints what the chapters will train and how long that should take on
-this device (`llfc_utils.plan`); `--dry-run` prints the whole plan and stops there. `--amp fp32`
+this device (`llfc_utils.tools.plan`); `--dry-run` prints the whole plan and stops there. `--amp fp32`
 trains in float32 on CUDA instead of bf16 autocast (sets LLFC_AMP); `--compile` uses
 torch.compile where it works (sets LLFC_COMPILE=1).
 """
@@ -23,18 +23,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from llfc_utils.config import AMP, PROFILES
-
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
-OUTPUT = ROOT / "book"
-
+from llfc_utils.tools import paths
+from llfc_utils.tools.paths import BOOK as OUTPUT
+from llfc_utils.tools.paths import NOTEBOOKS, PACKAGE, ROOT
 
 RESULTS_PAGE = "results"  # collects every chapter's claims; executed after the chapters
 
 
 def chapters() -> list[str]:
     """The chapter names, in book order (the sorted notebook file names)."""
-    return sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    return [p.stem for p in paths.chapters()]
 
 
 def _value(text: str) -> object:
@@ -133,13 +131,13 @@ def up_to_date(name: str, profile: str, params: dict[str, object], out_dir: Path
     True when the executed copy is newer than the chapter and every file of `llfc_utils`, was run
     with the same profile and parameters, has no error output, and its results JSON exists.
     """
-    from llfc_utils import results
+    from llfc_utils.tools import results
 
     out = out_dir / f"{name}.ipynb"
     record = results.results_dir() / f"{name}.json"
     if not out.exists() or not record.exists():
         return False
-    sources = [NOTEBOOKS / f"{name}.ipynb", *Path(__file__).parent.glob("*.py")]
+    sources = [NOTEBOOKS / f"{name}.ipynb", *sorted(PACKAGE.rglob("*.py"))]
     if out.stat().st_mtime <= max(p.stat().st_mtime for p in sources):
         return False
     try:
@@ -154,8 +152,8 @@ def up_to_date(name: str, profile: str, params: dict[str, object], out_dir: Path
 
 
 def _plan(todo: list[str], profile: str, params: dict[str, object]) -> list:
-    """The training plan of chapters `todo` (llfc_utils.plan) with their full parameters."""
-    from llfc_utils import plan
+    """The training plan of chapters `todo` (llfc_utils.tools.plan) with their full parameters."""
+    from llfc_utils.tools import plan
 
     full = {name: {**parameters(name), "profile": profile, **params} for name in todo}
     return plan.make(todo, profile, full)
@@ -163,7 +161,7 @@ def _plan(todo: list[str], profile: str, params: dict[str, object]) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m llfc_utils.run", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m llfc_utils.tools.run", description=__doc__)
     parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     parser.add_argument("--chapters", nargs="+", metavar="NAME", help="default: all")
     parser.add_argument(
@@ -204,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             check_parameters(name, {"profile": args.profile, **params})
         except ValueError as e:
             parser.error(str(e))
-    from llfc_utils import plan, train  # after the cheap checks: this imports torch
+    from llfc_utils import train  # after the cheap checks: this imports torch
+    from llfc_utils.tools import plan  # after the cheap checks: this imports torch
 
     try:
         plans = _plan(todo, args.profile, params)

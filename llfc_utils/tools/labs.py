@@ -1,4 +1,4 @@
-"""Course labs: the chapters with their solutions removed, `python -m llfc_utils.labs [--out labs]`.
+"""Course labs: the chapters with their solutions removed, `python -m llfc_utils.tools.labs [--out labs]`.
 
 Convention in `notebooks/NN_*.ipynb`: an exercise is a markdown cell tagged `exercise` (the
 question), then a code cell tagged `solution` whose source starts with comment lines (the prompt)
@@ -19,10 +19,9 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from llfc_utils.colab import BADGE_SVG
+from llfc_utils.tools.colab import BADGE_SVG
+from llfc_utils.tools.paths import NOTEBOOKS, ROOT, chapters
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
 OUTPUT = ROOT / "labs"
 
 SOLUTION, CHECK = "solution", "check"
@@ -50,7 +49,7 @@ NOTE = (
     "book's version, with the answers; to work on the lab in Colab, upload it (File > Upload "
     "notebook)."
 )
-# the "Open in Colab" badge line that `llfc_utils.colab` writes under a chapter's title
+# the "Open in Colab" badge line that `llfc_utils.tools.colab` writes under a chapter's title
 BADGE_LINE = re.compile(r"^\[!\[[^\]]*\]\(" + re.escape(BADGE_SVG) + r"\)\]\([^)]*\)\n*", re.M)
 
 
@@ -138,7 +137,7 @@ def fill_solutions(lab_nb: NotebookNode, source_nb: NotebookNode) -> NotebookNod
 
 def make_labs(src_dir: Path = NOTEBOOKS, out_dir: Path = OUTPUT) -> list[Path]:
     """Write the lab of every chapter `src_dir/NN_*.ipynb` into `out_dir`; return the paths."""
-    sources = sorted(Path(src_dir).glob("[0-9][0-9]_*.ipynb"))
+    sources = chapters(src_dir)
     if not sources:
         raise FileNotFoundError(f"no chapter notebooks NN_*.ipynb in {src_dir}")
     labs = [(p.name, make_lab(nbformat.read(p, as_version=4), p.name)) for p in sources]
@@ -154,7 +153,7 @@ def make_labs(src_dir: Path = NOTEBOOKS, out_dir: Path = OUTPUT) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m llfc_utils.labs", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m llfc_utils.tools.labs", description=__doc__)
     parser.add_argument("--src", type=Path, default=NOTEBOOKS, help="chapter notebooks")
     parser.add_argument("--out", type=Path, default=OUTPUT, help="where the labs go")
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
+from llfc_utils.tools.paths import RESULTS
 
 
 def results_dir() -> Path:

@@ -1,6 +1,6 @@
 """What each chapter trains, what the checkpoint cache already holds, and how long the rest takes.
 
-`python -m llfc_utils.run --dry-run` prints this plan and trains nothing; a real run prints its
+`python -m llfc_utils.tools.run --dry-run` prints this plan and trains nothing; a real run prints its
 summary (one line per chapter and a total) before it starts. A chapter's runs are listed by a
 function below that mirrors the training calls of its notebook, built with the trajectory
 functions `train_spawned_pair` and friends use themselves (`train.spawned_trajectories`, ...), so

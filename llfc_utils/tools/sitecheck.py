@@ -1,4 +1,4 @@
-"""A person's check of the rendered site in headless Chromium: `python -m llfc_utils.sitecheck _build/html`.
+"""A person's check of the rendered site in headless Chromium: `python -m llfc_utils.tools.sitecheck _build/html`.
 
 Every chapter page (`book/NN_*.html`, from `_toc.yml` when it is found beside the build) and the
 results page are served from 127.0.0.1 and opened in Debian's Chromium (packages `chromium` and
@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from llfc_utils.tools.paths import CHAPTER_GLOB
 
 WINDOW = (1280, 900)
 CHROMIUM = os.environ.get("LLFC_CHROMIUM", "/usr/bin/chromium")
@@ -143,7 +145,9 @@ def pages(build_dir: Path, toc: Path | None = None) -> list[str]:
     Without a toc, every `book/NN_*.html` and `book/results.html` found in the build.
     """
     if toc is None:
-        found = sorted(p.name for p in (build_dir / "book").glob("[0-9][0-9]_*.html"))
+        found = sorted(
+            p.name for p in (build_dir / "book").glob(CHAPTER_GLOB.replace(".ipynb", ".html"))
+        )
         if (build_dir / "book" / f"{RESULTS_PAGE}.html").exists():
             found.append(f"{RESULTS_PAGE}.html")
         return [f"book/{name}" for name in found]
@@ -348,7 +352,9 @@ def check_site(
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point: one line per page; exit 1 if a page fails."""
-    parser = argparse.ArgumentParser(prog="python -m llfc_utils.sitecheck", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m llfc_utils.tools.sitecheck", description=__doc__
+    )
     parser.add_argument("build_dir", type=Path, help="the built site, e.g. _build/html")
     parser.add_argument(
         "--shots", type=Path, help="screenshots (default: BUILD_DIR/../screenshots)"

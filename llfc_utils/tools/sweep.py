@@ -1,6 +1,6 @@
 """Parameter sweeps: a grid of chapter runs as independent jobs on a Dask cluster.
 
-    python -m llfc_utils.sweep --chapter 01_lmc_basics --profile cpu \\
+    python -m llfc_utils.tools.sweep --chapter 01_lmc_basics --profile cpu \\
         --grid spawn_epoch=0,1,2,4 seed=0,1,2 --workers 2
 
 Every point of the grid (the product of its values) is one job: one papermill run of the chapter
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llfc_utils import run
 from llfc_utils.config import PROFILES
+from llfc_utils.tools import run
 
 Grid = dict[str, list[Any]]
 SWEEPS = run.ROOT / "sweeps"
@@ -353,7 +353,7 @@ def collect(out_dir: Path | str):
         rows.append(row)
     if not rows:
         raise FileNotFoundError(
-            f"no jobs in {out_dir}; run a sweep into it first (python -m llfc_utils.sweep --help)"
+            f"no jobs in {out_dir}; run a sweep into it first (python -m llfc_utils.tools.sweep --help)"
         )
     return pd.DataFrame(rows)
 
@@ -447,7 +447,7 @@ def report(
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; exit status 1 if a job failed."""
     parser = argparse.ArgumentParser(
-        prog="python -m llfc_utils.sweep",
+        prog="python -m llfc_utils.tools.sweep",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -496,6 +496,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     # Run main from the importable module, not __main__, so that workers can unpickle run_job.
-    from llfc_utils import sweep
+    from llfc_utils.tools import sweep
 
     sys.exit(sweep.main())
