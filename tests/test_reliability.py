@@ -45,9 +45,9 @@ from llfc_utils import (
     metrics,
     models,
     permute,
-    run,
     train,
 )
+from llfc_utils.tools import run
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
