@@ -41,13 +41,13 @@ class Cosine:
     """Streaming comparison of two (N, D) feature blocks A and B, fed batch by batch.
 
     `block`: 1 - |<A,B>| / (|A| |B|) over the block; `per_sample`: mean over samples of
-    1 - |cos(a_i, b_i)|; `scale`: <A, B> / |B|^2, the c minimising |c B - A|;
+    1 - |cos(a_i, b_i)| (`per_sample_std` its spread over samples); `scale`: <A, B> / |B|^2, the c minimising |c B - A|;
     `rel_sq_dist`: |A - B|^2 / (|A| |B|) (the authors' "vanilla" distance).
     A sample where one vector is zero and the other not counts as cos = 0; both zero, cos = 1.
     """
 
     def __init__(self) -> None:
-        self.ab = self.aa = self.bb = self.diff = self.per_sample_sum = 0.0
+        self.ab = self.aa = self.bb = self.diff = self.per_sample_sum = self.per_sample_sq = 0.0
         self.n = 0
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
@@ -64,6 +64,7 @@ class Cosine:
         self.bb += float(bb.sum())
         self.diff += float(((a - b) ** 2).sum())
         self.per_sample_sum += float((1.0 - cos).sum())
+        self.per_sample_sq += float(((1.0 - cos) ** 2).sum())
         self.n += len(a)
 
     @property
@@ -76,6 +77,14 @@ class Cosine:
     def per_sample(self) -> float:
         """Mean over samples of 1 - |cos(a_i, b_i)|."""
         return self.per_sample_sum / self.n if self.n else float("nan")
+
+    @property
+    def per_sample_std(self) -> float:
+        """Standard deviation over samples of 1 - |cos(a_i, b_i)| (the spread behind `per_sample`)."""
+        if self.n < 2:
+            return float("nan")
+        var = (self.per_sample_sq - self.n * self.per_sample**2) / (self.n - 1)
+        return math.sqrt(max(var, 0.0))
 
     @property
     def scale(self) -> float:
@@ -101,9 +110,9 @@ def llfc(
 ) -> dict:
     """LLFC per layer and alpha, and the A-vs-B baseline, streamed over `x`.
 
-    Returns {"layers", "alphas", "cos_dist", "cos_dist_per_sample", "scale_c",
-    "baseline_cos_dist", "baseline_cos_dist_per_sample"}; the first three map each layer to a
-    list over alphas, the baselines map each layer to one number. Memory: the two models, one
+    Returns {"layers", "alphas", "cos_dist", "cos_dist_per_sample", "cos_dist_per_sample_std",
+    "scale_c", "baseline_cos_dist", "baseline_cos_dist_per_sample"}; the first four map each layer
+    to a list over alphas (`_std` is the spread over test samples), the baselines map each layer to one number. Memory: the two models, one
     interpolated state at a time (rebuilt per batch), and one batch of features of three nets.
     """
     alphas = check_alphas(alphas, min_points=1)
@@ -136,6 +145,9 @@ def llfc(
         "alphas": alphas,
         "cos_dist": {l: [stats[l, a].block for a in alphas] for l in layers},
         "cos_dist_per_sample": {l: [stats[l, a].per_sample for a in alphas] for l in layers},
+        "cos_dist_per_sample_std": {
+            l: [stats[l, a].per_sample_std for a in alphas] for l in layers
+        },
         "scale_c": {l: [stats[l, a].scale for a in alphas] for l in layers},
         "baseline_cos_dist": {l: base[l].block for l in layers},
         "baseline_cos_dist_per_sample": {l: base[l].per_sample for l in layers},
@@ -324,3 +336,67 @@ def theorem1(
         out["input_gap"][l] = s["gap"] / s["lin"] if s["lin"] > 0 else float("nan")
         out["scale"][l] = s["scale"]
     return out
+
+
+# ---------------------------------------------------------------- the verdicts: LMC <=> LLFC
+
+LMC_TOL = 0.1  # LMC: test-loss barrier below this fraction of an independent pair's barrier
+LLFC_TOL = 0.25  # LLFC: dissimilarity below this fraction of an independent pair's, at every layer
+
+
+def at_alpha(result: dict, key: str = "cos_dist_per_sample", alpha: float = 0.5) -> dict:
+    """One alpha's value per layer from an `llfc` result, e.g. E_x[1 - cos_alpha] at alpha = 0.5."""
+    if alpha not in result["alphas"]:
+        raise ValueError(f"alpha {alpha} is not in the result's grid {result['alphas']}")
+    i = result["alphas"].index(alpha)
+    return {l: result[key][l][i] for l in result["layers"]}
+
+
+def llfc_relative(
+    result: dict, reference: dict, alpha: float = 0.5, key: str = "cos_dist_per_sample"
+) -> dict[str, float]:
+    """Per layer: the pair's LLFC dissimilarity at `alpha` over the reference pair's, same layer.
+
+    The reference is an independent pair (no LMC) of the same architecture, trained from other
+    seeds: a ratio near 1 means "no more linear than two unrelated nets", near 0 "linear".
+    The first layer is left out: it is linear in the weights, so its dissimilarity is ~1e-14
+    for every pair (exact, not evidence).
+    """
+    if result["layers"] != reference["layers"]:
+        raise ValueError("the pair and its reference must be measured at the same layers")
+    mine, ref = at_alpha(result, key, alpha), at_alpha(reference, key, alpha)
+    out = {}
+    for l in result["layers"][1:]:
+        if not ref[l] > 0:
+            raise ValueError(
+                f"the reference pair's dissimilarity at {l!r} is {ref[l]}: not a reference"
+            )
+        out[l] = mine[l] / ref[l]
+    return out
+
+
+def llfc_test(
+    pair: dict, reference: dict, lmc_tol: float = LMC_TOL, llfc_tol: float = LLFC_TOL
+) -> dict:
+    """The book's one verdict on a pair: does it have LMC, and does it have LLFC?
+
+    `pair` and `reference` are {"llfc": an `llfc` result with alpha 0.5, "barrier": test-loss
+    barrier}; the reference is an independent pair of the same model from other seeds.
+    LMC holds iff barrier < lmc_tol * reference barrier; LLFC holds iff at every layer but the
+    exact first one (logits included) the dissimilarity at alpha = 0.5 is below llfc_tol times
+    the reference's (`llfc_relative`). Returns {"lmc", "llfc", "barrier_ratio", "max_relative",
+    "worst_layer", "relative"}; the paper's claim is lmc == llfc for every pair.
+    """
+    if not reference["barrier"] > 0:
+        raise ValueError(f"the reference pair's barrier is {reference['barrier']}: not a reference")
+    rel = llfc_relative(pair["llfc"], reference["llfc"])
+    worst = max(rel, key=rel.get)
+    ratio = pair["barrier"] / reference["barrier"]
+    return {
+        "lmc": bool(ratio < lmc_tol),
+        "llfc": bool(rel[worst] < llfc_tol),
+        "barrier_ratio": ratio,
+        "max_relative": rel[worst],
+        "worst_layer": worst,
+        "relative": rel,
+    }

@@ -311,10 +311,14 @@ def align(
     method: str = "wm",
     data: torch.Tensor | None = None,
     seed: int = 0,
+    similarity: str = "inner",
 ) -> nn.Module:
     """Model B with its units permuted to match model A, by weight ("wm") or activation ("am") matching.
 
-    Activation matching needs `data` (inputs). The result computes the same function as B.
+    Activation matching needs `data` (inputs). By default it maximises the inner product
+    <H_A, P H_B>, i.e. minimises ||H_A - P H_B|| (the objective of the paper's Sec. 5.2 and of
+    Git Re-Basin's MNIST MLP); `similarity="correlation"` matches Pearson correlations instead.
+    The result computes the same function as B.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
@@ -325,5 +329,5 @@ def align(
     else:
         if data is None:
             raise ValueError("activation matching needs data: align(a, b, 'am', data=x)")
-        perm = activation_matching(spec, model_a, model_b, data)
+        perm = activation_matching(spec, model_a, model_b, data, similarity=similarity)
     return permuted(model_b, spec, perm).eval()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.figure import Figure
 
 STYLE = {
@@ -252,17 +253,34 @@ def llfc_vs_alpha(result: Mapping, key: str = "cos_dist_per_sample", title: str 
     return fig
 
 
+def _mean_std(values: float | Sequence[float]) -> tuple[float, float]:
+    """(mean, standard deviation over seeds) of a number or a list of numbers (std 0 for one)."""
+    v = np.atleast_1d(np.asarray(values, dtype=float))
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
 def barrier_vs_spawn(
     ks: Sequence[int],
-    barriers: Sequence[float],
-    independent: float,
+    barriers: Sequence[float | Sequence[float]],
+    independent: float | Sequence[float],
     ylabel: str = "test-loss barrier",
 ) -> Figure:
-    """Barrier of spawned pairs against the spawn epoch k, with the independent pair as a line."""
+    """Barrier of spawned pairs against the spawn epoch k (mean, error bar = std over seeds),
+    with the independent pair as a line and band."""
     use_style()
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.plot(ks, barriers, marker="o", label="spawned pair")
-    ax.axhline(independent, color="C3", ls="--", label="independent pair")
+    stats = [_mean_std(b) for b in barriers]
+    ax.errorbar(
+        ks,
+        [m for m, _ in stats],
+        [s for _, s in stats],
+        marker="o",
+        capsize=3,
+        label="spawned pair",
+    )
+    m, s = _mean_std(independent)
+    ax.axhline(m, color="C3", ls="--", label="independent pair")
+    ax.axhspan(m - s, m + s, color="C3", alpha=0.15, lw=0)
     ax.set(xlabel="spawn epoch k", ylabel=ylabel)
     ax.legend()
     fig.tight_layout()
@@ -270,22 +288,77 @@ def barrier_vs_spawn(
 
 
 def layer_bars(
-    values: Mapping[str, Mapping[str, float]], ylabel: str, log: bool = True, title: str = ""
+    values: Mapping[str, Mapping[str, float | Sequence[float]]],
+    ylabel: str,
+    log: bool = True,
+    title: str = "",
+    markers: Mapping[str, Mapping[str, float | Sequence[float]]] | None = None,
 ) -> Figure:
-    """Grouped bars: one group per layer, one bar per series (`values[series][layer]`)."""
+    """Grouped bars: one group per layer, one bar per series (`values[series][layer]`).
+
+    A value may be a list over seeds: the bar is its mean, the error bar its standard deviation.
+    `markers` (same shape) adds one hollow circle per bar, e.g. the A-vs-B baseline of each pair.
+    """
     use_style()
     series = list(values)
     layers = list(values[series[0]])
-    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(layers) + 2), 3.4))
+    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(layers) + 2), 3.6))
     width = 0.8 / len(series)
+    floor = 1e-17 if log else -np.inf
     for i, s in enumerate(series):
         xs = [k + (i - (len(series) - 1) / 2) * width for k in range(len(layers))]
-        ys = [max(values[s][l], 1e-17) if log else values[s][l] for l in layers]
-        ax.bar(xs, ys, width, color=f"C{i}", label=s)
+        stats = [_mean_std(values[s][l]) for l in layers]
+        ys = [max(m, floor) for m, _ in stats]
+        errs = [min(sd, y - floor) if log else sd for (_, sd), y in zip(stats, ys, strict=True)]
+        ax.bar(xs, ys, width, color=f"C{i}", label=s, yerr=errs, capsize=2)
+        if markers is not None and s in markers:
+            ax.scatter(
+                xs,
+                [_mean_std(markers[s][l])[0] for l in layers],
+                marker="o",
+                facecolors="none",
+                edgecolors=f"C{i}",
+                zorder=3,
+            )
     if log:
         ax.set_yscale("log")
     ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right")
     ax.set(xlabel="layer (module name)", ylabel=ylabel, title=title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def barrier_vs_llfc(
+    points: Sequence[Mapping], layers: Sequence[str] = ("deepest", "logits")
+) -> Figure:
+    """The paper's central picture over every pair: test-loss barrier (x) against LLFC (y).
+
+    `points`: one dict per pair with "kind" (legend group), "barrier" and one LLFC dissimilarity
+    per entry of `layers` (e.g. at the deepest hidden layer and at the logits). Log axes; a
+    barrier of 0 is drawn at the left edge (symlog).
+    """
+    use_style()
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.6 * len(layers), 3.8), squeeze=False)
+    kinds = list(dict.fromkeys(p["kind"] for p in points))
+    for ax, layer in zip(axes[0], layers, strict=True):
+        for i, kind in enumerate(kinds):
+            pts = [p for p in points if p["kind"] == kind]
+            ax.scatter(
+                [p["barrier"] for p in pts],
+                [max(p[layer], 1e-17) for p in pts],
+                color=f"C{i % 10}",
+                marker="os^vDP*X"[i % 8],
+                label=kind,
+                alpha=0.8,
+            )
+        ax.set_xscale("symlog", linthresh=1e-2)
+        ax.set_yscale("log")
+        ax.set(
+            xlabel="test-loss barrier",
+            ylabel=r"LLFC $E_x[1-\cos_{0.5}]$",
+            title=f"LLFC at the {layer} layer" if layer != "logits" else "LLFC at the logits",
+        )
+    axes[0][-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig

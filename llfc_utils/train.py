@@ -236,6 +236,22 @@ def model_trajectory(cfg: TrainConfig, seed: int) -> Trajectory:
     return seed, [(seed, cfg.epochs)], f"{cfg.model} seed {seed}"
 
 
+def replicate_seeds(replicate: int) -> dict:
+    """The seeds of replicate `replicate` (0, 1, 2, ...) of a chapter's experiment.
+
+    {"independent": (100 r + 1, 100 r + 2), "parent": 100 r, "children": (100 r + 1, 100 r + 2)}:
+    replicate 0 is the functions' defaults, and no two replicates share a model.
+    """
+    if not (isinstance(replicate, int) and replicate >= 0):
+        raise ValueError(f"a replicate is a seed index >= 0, got {replicate!r}")
+    base = 100 * replicate
+    return {
+        "independent": (base + 1, base + 2),
+        "parent": base,
+        "children": (base + 1, base + 2),
+    }
+
+
 def spawned_trajectories(
     cfg: TrainConfig, spawn_epoch: int, seed: int = 0, child_seeds: tuple[int, int] = (1, 2)
 ) -> list[Trajectory]:

@@ -56,3 +56,36 @@ def markdown(claims: list[dict[str, Any]]) -> str:
             f"| {c['claim']} | {c['ours']} | {c['paper']} | {'yes' if c['holds'] else '**no**'} |"
         )
     return "\n".join(rows)
+
+
+def glue(name: str, value: Any, fmt: str = "{}") -> None:
+    """Make a number quotable in the chapter's prose as {glue:md}`name`.
+
+    `value` is formatted with `fmt` (e.g. "{:.3f}", or a ready string such as "0.12 ± 0.01").
+    Outside the book build (no myst-nb, e.g. on Colab) it does nothing.
+    """
+    try:
+        from IPython.display import Markdown
+        from myst_nb import glue as _glue
+    except ImportError:
+        return
+    _glue(name, Markdown(fmt.format(value)), display=False)
+
+
+def mean_std(values: Any, fmt: str = "{:.3f}") -> str:
+    """'mean ± std' over seeds (sample std), formatted with `fmt`; one value has no ±."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float).ravel()
+    if len(v) == 1:
+        return fmt.format(v[0])
+    return f"{fmt.format(v.mean())} ± {fmt.format(v.std(ddof=1))}"
+
+
+def table(claims: list[dict[str, Any]]) -> Any:
+    """The claims as a pandas DataFrame (the book renders it as an HTML table)."""
+    import pandas as pd
+
+    df = pd.DataFrame(claims, columns=["claim", "ours", "paper", "holds"])
+    df["holds"] = df["holds"].map({True: "yes", False: "no"})
+    return df.style.hide(axis="index")
