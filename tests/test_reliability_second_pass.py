@@ -325,6 +325,12 @@ def test_checkpoint_metadata_is_covered_by_the_checksum(edit, count_epochs):
 SMALL_SIZES = ({"train": 6, "test": 4}, (1, 28, 28))
 
 
+def _small_splits(monkeypatch) -> None:
+    """Fashion-MNIST splits of 6 and 4 images, so the fake files stay tiny."""
+    sizes = {**getattr(data, "SIZES", {}), "fashion_mnist": SMALL_SIZES}
+    monkeypatch.setattr(data, "SIZES", sizes, raising=False)
+
+
 def _idx(path: Path, arr: np.ndarray) -> None:
     header = bytes([0, 0, 8, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
     with gzip.open(path, "wb") as f:
@@ -358,7 +364,7 @@ DATA_DAMAGE = {
 def test_data_content_is_checked_per_split_and_errors_name_the_file(
     damage, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setitem(data.SIZES, "fashion_mnist", SMALL_SIZES)
+    _small_splits(monkeypatch)
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "not_installed")
     monkeypatch.setenv("LLFC_DATA", str(tmp_path / "root"))
     raw = _fake_fashion(
@@ -376,7 +382,7 @@ def test_data_content_is_checked_per_split_and_errors_name_the_file(
 
 
 def test_data_content_check_passes_good_files(tmp_path, monkeypatch):
-    monkeypatch.setitem(data.SIZES, "fashion_mnist", SMALL_SIZES)
+    _small_splits(monkeypatch)
     monkeypatch.setenv("LLFC_DATA", str(tmp_path / "root"))
     _fake_fashion(tmp_path / "root")
     assert len(data.load("fashion_mnist", "train", download=False)[1]) == 6
