@@ -104,8 +104,19 @@ def check_config(cfg: TrainConfig) -> None:
         whole(cfg.batch_size) and cfg.batch_size >= 1,
         f"batch_size must be an int >= 1, got {cfg.batch_size!r}",
     )
-    need(cfg.lr > 0, f"lr must be > 0, got {cfg.lr}")
-    need(cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}")
+
+    def number(v: Any) -> bool:
+        return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+    need(number(cfg.lr) and cfg.lr > 0, f"lr must be a number > 0, got {cfg.lr!r}")
+    need(
+        number(cfg.weight_decay) and cfg.weight_decay >= 0,
+        f"weight_decay must be a number >= 0, got {cfg.weight_decay!r}",
+    )
+    need(
+        number(cfg.momentum) and 0 <= cfg.momentum < 1,
+        f"momentum must be a number in [0, 1), got {cfg.momentum!r}",
+    )
     for name in ("train_subset", "test_subset"):
         v = getattr(cfg, name)
         need(v is None or (whole(v) and v >= 1), f"{name} must be None or >= 1, got {v}")

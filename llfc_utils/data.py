@@ -260,6 +260,8 @@ def load(
     images, labels = _raw(name, split, download)
     n = len(labels)
     if subset is not None:
+        if isinstance(subset, np.integer):  # e.g. a size computed with numpy
+            subset = int(subset)
         if not isinstance(subset, int) or isinstance(subset, bool) or subset < 1:
             raise ValueError(f"subset must be a positive int or None, got {subset!r}")
         if subset > n:

@@ -181,6 +181,7 @@ def test_a_dead_layer_is_nan_with_a_warning_not_a_number_or_a_crash():
         ("01_lmc_basics", "train_eval_size", "-5", ">= 1"),
         ("03_permutation", "am_samples", "0", ">= 1"),
         ("00_training", "seed", "-1", ">= 0"),
+        ("04_weak_additivity", "roles", "[]", "must not be empty"),  # every claim over no nets
     ],
 )
 def test_runner_rejects_parameters_that_make_a_claim_trivially_true(
@@ -441,3 +442,15 @@ def test_numpy_integers_are_ints_in_train_config():
     assert cfg == same and cache.key_of(cfg.identity()) == cache.key_of(same.identity())
     with pytest.raises(ValueError, match="epochs must be an int >= 1, got True"):
         TINY.replace(epochs=True)
+
+
+def test_train_config_fields_of_the_wrong_type_are_a_clear_error():
+    for field, bad in (("lr", "0.1"), ("weight_decay", None), ("momentum", 1.5)):
+        with pytest.raises(ValueError, match=f"TrainConfig: {field} must be a number"):
+            TINY.replace(**{field: bad})
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_numpy_integers_are_ints_for_data_subsets():
+    x, y = data.load("fashion_mnist", "test", subset=np.int64(5), download=False)
+    assert len(x) == len(y) == 5

@@ -85,6 +85,8 @@ def _values(value: object) -> list:
 def _check_value(key: str, value: object) -> str | None:
     """Why `value` would make chapter parameter `key` trivially true or meaningless, or None."""
     numbers = _values(value)
+    if isinstance(value, (list, dict)) and not value:
+        return "must not be empty (a claim over nothing holds trivially)"
     if key == "n_alphas" and not (value >= 3 and value % 2 == 1):
         return "must be an odd number >= 3, so the alpha grid has interior points and alpha = 0.5"
     if key == "alphas" and not (all(0 <= a <= 1 for a in numbers) and 0.5 in numbers):
