@@ -2,14 +2,17 @@
 
 A checkpoint is two files in `$LLFC_CACHE` (default `~/.cache/llfc_book/checkpoints`):
 `<key>.safetensors` (the tensors) and `<key>.json` (the spec that made it, the sha256 of the
-tensor file, and metadata such as the training history). The key is the hash of the spec plus
+tensor file, metadata such as the training history, and the sha256 of all of that, so an edited
+epoch count or history is caught like an edited tensor). The key is the hash of the spec plus
 `VERSION`, the version of the training semantics: bump it whenever a code change alters what a
 given spec trains, and every old checkpoint stops matching.
 
 Writes are atomic (temporary file, then rename; the sidecar is written last and is the commit
-mark). A checkpoint whose sidecar is missing, whose spec or version does not match its key, whose
-file does not match its checksum, or whose tensors are not finite is reported and treated as
-absent, so the caller retrains it: it is never loaded.
+mark); they create files with the user's umask, so a cache shared by a group stays readable. A
+checkpoint whose sidecar is missing, whose spec or version does not match its key, whose sidecar
+or file does not match its checksum (sidecars written before the sidecar had its own checksum
+included), or whose tensors are not finite is reported and treated as absent, so the caller
+retrains it: it is never loaded.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ import torch
 from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
-from llfc_utils import home
+from llfc_utils import env_dir, home
 
 VERSION = 1  # training semantics; bump when the same spec would now train something else
 
@@ -37,7 +40,7 @@ class CheckpointWarning(UserWarning):
 
 def cache_dir() -> Path:
     """The checkpoint folder: $LLFC_CACHE, default ~/.cache/llfc_book/checkpoints."""
-    return Path(os.environ.get("LLFC_CACHE", home() / "checkpoints")).expanduser()
+    return env_dir("LLFC_CACHE", home() / "checkpoints")
 
 
 def _canonical(spec: dict[str, Any]) -> dict[str, Any]:
@@ -59,18 +62,38 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call write(tmp_path), then rename tmp_path onto path (same folder, so atomic)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def atomic_write(path: Path, write: Any) -> None:
+    """Call write(tmp_path), then rename tmp_path onto path (same folder, so atomic).
+
+    The file gets the permissions the user's umask gives new files (safetensors, like mkstemp,
+    would make it 0600). Any failure to write is raised as OSError naming `path`, and leaves
+    nothing behind.
+    """
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        write(tmp)
+        write(str(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, Exception) and not isinstance(e, OSError):  # e.g. safetensors' own error
+            raise OSError(f"could not write {path}: {type(e).__name__}: {e}") from e
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and back: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _record_sha256(record: dict[str, Any]) -> str:
+    """The sha256 of a sidecar record without its own "checksum" entry (canonical JSON)."""
+    body = {k: v for k, v in record.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def paths(spec: dict[str, Any]) -> tuple[Path, Path]:
@@ -87,7 +110,7 @@ def save(spec: dict[str, Any], tensors: dict[str, torch.Tensor], meta: dict[str,
     weights, sidecar = paths(spec)
     weights.parent.mkdir(parents=True, exist_ok=True)
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic_write(weights, lambda tmp: save_file(cpu, tmp))
+    atomic_write(weights, lambda tmp: save_file(cpu, tmp))
     record = {
         "key": key_of(spec),
         "version": VERSION,
@@ -95,7 +118,8 @@ def save(spec: dict[str, Any], tensors: dict[str, torch.Tensor], meta: dict[str,
         "sha256": _sha256(weights),
         "meta": meta,
     }
-    _atomic_write(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+    record["checksum"] = _record_sha256(record)
+    atomic_write(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
     return weights
 
 
@@ -124,6 +148,10 @@ def load(spec: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
         )
     if record.get("spec") != _canonical(spec) or record.get("key") != key_of(spec):
         return reject("its sidecar describes a different run than its key")
+    if "checksum" not in record:
+        return reject("its sidecar has no checksum of its own (written by an older version)")
+    if record["checksum"] != _record_sha256(record):
+        return reject("its sidecar does not match its checksum (edited or damaged metadata)")
     if not weights.is_file():
         return reject("tensor file missing")
     if _sha256(weights) != record.get("sha256"):
@@ -135,7 +163,9 @@ def load(spec: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
     for name, t in tensors.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
             return reject(f"non-finite values in {name!r}")
-    return tensors, record.get("meta", {})
+    if not isinstance(record.get("meta"), dict):
+        return reject("its sidecar has no metadata")
+    return tensors, record["meta"]
 
 
 def remove(spec: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ the paper's nets on a GPU.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,10 @@ class TrainConfig:
     warmup_epochs: int = 0  # linear warm-up epochs before the schedule (cosine then spans the rest)
 
     def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "train_subset", "test_subset", "warmup_epochs"):
+            object.__setattr__(self, name, _as_int(getattr(self, name)))  # numpy ints too
+        if isinstance(self.milestones, (list, tuple)):
+            object.__setattr__(self, "milestones", tuple(_as_int(m) for m in self.milestones))
         check_config(self)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -62,6 +67,12 @@ class TrainConfig:
         return {k: v for k, v in self.to_dict().items() if LATER_FIELDS.get(k, object()) != v}
 
 
+def _as_int(value: Any) -> Any:
+    """A whole number of any integer type (numpy's too) as an int; anything else unchanged."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return int(value) if ok else value
+
+
 def check_config(cfg: TrainConfig) -> None:
     """Raise ValueError with a clear message if a field of `cfg` is out of range."""
     from llfc_utils import data, models  # late import: config is imported by both
@@ -69,6 +80,9 @@ def check_config(cfg: TrainConfig) -> None:
     def need(ok: bool, msg: str) -> None:
         if not ok:
             raise ValueError(f"TrainConfig: {msg}")
+
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
 
     need(
         cfg.model in models.NAMES, f"unknown model {cfg.model!r}; valid: {', '.join(models.NAMES)}"
@@ -85,24 +99,36 @@ def check_config(cfg: TrainConfig) -> None:
         cfg.schedule in SCHEDULES,
         f"unknown schedule {cfg.schedule!r}; valid: {', '.join(SCHEDULES)}",
     )
-    need(isinstance(cfg.epochs, int) and cfg.epochs >= 1, f"epochs must be >= 1, got {cfg.epochs}")
+    need(whole(cfg.epochs) and cfg.epochs >= 1, f"epochs must be an int >= 1, got {cfg.epochs!r}")
     need(
-        isinstance(cfg.batch_size, int) and cfg.batch_size >= 1,
-        f"batch_size must be >= 1, got {cfg.batch_size}",
+        whole(cfg.batch_size) and cfg.batch_size >= 1,
+        f"batch_size must be an int >= 1, got {cfg.batch_size!r}",
     )
-    need(cfg.lr > 0, f"lr must be > 0, got {cfg.lr}")
-    need(cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}")
+
+    def number(v: Any) -> bool:
+        return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+    need(number(cfg.lr) and cfg.lr > 0, f"lr must be a number > 0, got {cfg.lr!r}")
+    need(
+        number(cfg.weight_decay) and cfg.weight_decay >= 0,
+        f"weight_decay must be a number >= 0, got {cfg.weight_decay!r}",
+    )
+    need(
+        number(cfg.momentum) and 0 <= cfg.momentum < 1,
+        f"momentum must be a number in [0, 1), got {cfg.momentum!r}",
+    )
     for name in ("train_subset", "test_subset"):
         v = getattr(cfg, name)
-        need(v is None or (isinstance(v, int) and v >= 1), f"{name} must be None or >= 1, got {v}")
+        need(v is None or (whole(v) and v >= 1), f"{name} must be None or >= 1, got {v}")
     need(cfg.amp in AMP, f"unknown amp {cfg.amp!r}; valid: {', '.join(AMP)}")
     need(
-        isinstance(cfg.warmup_epochs, int) and 0 <= cfg.warmup_epochs < cfg.epochs,
+        whole(cfg.warmup_epochs) and 0 <= cfg.warmup_epochs < cfg.epochs,
         f"warmup_epochs must lie in [0, epochs={cfg.epochs}), got {cfg.warmup_epochs}",
     )
     need(
-        all(0 < m < cfg.epochs for m in cfg.milestones),
-        f"milestones must lie in (0, epochs={cfg.epochs}), got {cfg.milestones}",
+        isinstance(cfg.milestones, tuple)
+        and all(whole(m) and 0 < m < cfg.epochs for m in cfg.milestones),
+        f"milestones must be ints in (0, epochs={cfg.epochs}), got {cfg.milestones!r}",
     )
 
 

@@ -18,13 +18,14 @@ import os
 import shutil
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llfc_utils import home
+from llfc_utils import env_dir, home
 
 NAMES = ("mnist", "fashion_mnist", "cifar10")
 SPLITS = ("train", "test")
@@ -44,6 +45,12 @@ _IDX = {  # torchvision's folder name, and the file stem of each split
 _CIFAR_DIR = "cifar-10-batches-bin"
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 _CIFAR_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
+SIZES = {  # images per split, and the image shape (C, H, W)
+    "mnist": ({"train": 60_000, "test": 10_000}, (1, 28, 28)),
+    "fashion_mnist": ({"train": 60_000, "test": 10_000}, (1, 28, 28)),
+    "cifar10": ({"train": 50_000, "test": 10_000}, (3, 32, 32)),
+}
+N_CLASSES = 10
 
 
 class DataUnavailable(RuntimeError):
@@ -52,7 +59,7 @@ class DataUnavailable(RuntimeError):
 
 def data_root() -> Path:
     """The data root: $LLFC_DATA, default ~/.cache/llfc_book/data."""
-    return Path(os.environ.get("LLFC_DATA", home() / "data")).expanduser()
+    return env_dir("LLFC_DATA", home() / "data")
 
 
 def _check_name_split(name: str, split: str) -> None:
@@ -68,8 +75,13 @@ def _check_name_split(name: str, split: str) -> None:
 def _read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (MNIST format), gzipped or not."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # a truncated or non-gzip .gz, unreadable
+        raise ValueError(
+            f"{path} is damaged ({type(e).__name__}: {e}); delete it and get the data again"
+        ) from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ValueError(f"{path} is not an IDX file of unsigned bytes")
     ndim = raw[3]
@@ -93,32 +105,71 @@ def _idx_pair(folder: Path, stem: str) -> tuple[np.ndarray, np.ndarray] | None:
     lab = _find_idx(folder, stem, "labels-idx1-ubyte")
     if img is None or lab is None:
         return None
-    return _read_idx(img)[:, None], _read_idx(lab)
+    images, labels = _read_idx(img), _read_idx(lab)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise ValueError(f"{img} and {lab} are not an image file and a label file; replace them")
+    if len(images) != len(labels):
+        raise ValueError(
+            f"{img} holds {len(images)} images but {lab} holds {len(labels)} labels; "
+            "the two files are not a pair (mixed splits?): replace them"
+        )
+    return images[:, None], labels
 
 
 def _read_cifar_bin(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     files = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
-    rec = np.concatenate([np.fromfile(folder / f, dtype=np.uint8) for f in files])
-    if rec.size % 3073:
-        raise ValueError(f"{folder} holds truncated CIFAR-10 files")
-    rec = rec.reshape(-1, 3073)
+    parts = []
+    for f in files:
+        part = np.fromfile(folder / f, dtype=np.uint8)
+        if part.size % 3073:
+            raise ValueError(f"{folder / f} is truncated (not whole 3073-byte records); replace it")
+        parts.append(part.reshape(-1, 3073))
+    rec = np.concatenate(parts)
     return rec[:, 1:].reshape(-1, 3, 32, 32), rec[:, 0]
+
+
+def _check_content(
+    name: str, split: str, where: Path, images: np.ndarray, labels: np.ndarray
+) -> None:
+    """ValueError naming `where` unless the split has its size, image shape and label range."""
+    sizes, shape = SIZES[name]
+    fix = f"replace the {name} {split} files in {where}"
+    if len(images) != sizes[split] or len(labels) != sizes[split]:
+        raise ValueError(
+            f"{where}: the {name} {split} split should hold {sizes[split]} images and labels, "
+            f"found {len(images)} and {len(labels)} (train and test files swapped?); {fix}"
+        )
+    if tuple(images.shape[1:]) != shape:
+        raise ValueError(
+            f"{where}: {name} images should be {shape}, found {tuple(images.shape[1:])}; {fix}"
+        )
+    if labels.size and int(labels.max()) >= N_CLASSES:
+        raise ValueError(
+            f"{where}: {name} {split} labels should lie in 0..{N_CLASSES - 1}, found "
+            f"{int(labels.max())}; {fix}"
+        )
 
 
 # ---------------------------------------------------------------- sources
 
 
 def _from_disk(name: str, split: str, root: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The split's (images, labels) from the first folder that has its files, checked; or None."""
     if name == "cifar10":
         folder = root / _CIFAR_DIR
         needed = ["test_batch.bin"] + [f"data_batch_{i}.bin" for i in range(1, 6)]
-        if all((folder / f).is_file() for f in needed):
-            return _read_cifar_bin(folder, split)
-        return None
-    tv_dir, stems = _IDX[name]
-    found = _idx_pair(root / tv_dir / "raw", stems[split])
-    if found is None and name == "fashion_mnist":
-        found = _idx_pair(DEBIAN_FASHION_MNIST, stems[split])
+        found = (
+            _read_cifar_bin(folder, split) if all((folder / f).is_file() for f in needed) else None
+        )
+    else:
+        tv_dir, stems = _IDX[name]
+        folder = root / tv_dir / "raw"
+        found = _idx_pair(folder, stems[split])
+        if found is None and name == "fashion_mnist":
+            folder = DEBIAN_FASHION_MNIST
+            found = _idx_pair(folder, stems[split])
+    if found is not None:
+        _check_content(name, split, folder, *found)
     return found
 
 
@@ -209,6 +260,8 @@ def load(
     images, labels = _raw(name, split, download)
     n = len(labels)
     if subset is not None:
+        if isinstance(subset, np.integer):  # e.g. a size computed with numpy
+            subset = int(subset)
         if not isinstance(subset, int) or isinstance(subset, bool) or subset < 1:
             raise ValueError(f"subset must be a positive int or None, got {subset!r}")
         if subset > n:
@@ -269,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         try:
             where = prepare(name, download=not args.no_download)
-        except DataUnavailable as e:
+        except (DataUnavailable, ValueError) as e:  # missing, or a damaged file (named)
             print(e, file=sys.stderr)
             return 1
         print(f"{name}: ok ({where})")

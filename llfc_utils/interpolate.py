@@ -36,6 +36,12 @@ def check_same_architecture(model_a: nn.Module, model_b: nn.Module) -> None:
         raise ValueError(f"the two models differ in architecture: {extra!r} only in model {name}")
 
 
+def check_inputs(x: torch.Tensor, what: str) -> None:
+    """Raise ValueError if `x` holds no samples: a measurement on nothing must not give a number."""
+    if len(x) == 0:
+        raise ValueError(f"{what} needs at least one input sample, got an empty x; pass some data")
+
+
 def check_alphas(
     alphas: Sequence[float], extrapolate: bool = False, min_points: int = 2
 ) -> list[float]:
@@ -107,6 +113,7 @@ def reset_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> nn.Mod
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    check_inputs(x, "reset_bn")
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
@@ -137,6 +144,8 @@ def lmc_curve(
     """
     alphas = check_alphas(alphas)
     check_same_architecture(model_a, model_b)
+    if bn_reset is not None:
+        check_inputs(bn_reset, "the BatchNorm reset (bn_reset)")
     curve: Curve = {"alpha": alphas}
     for split in data:
         for m in ("loss", "acc", "err"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -25,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from llfc_utils import features
-from llfc_utils.interpolate import check_alphas, check_same_architecture, lerp_state
+from llfc_utils.interpolate import check_alphas, check_inputs, check_same_architecture, lerp_state
 from llfc_utils.train import progress_enabled
 
 
@@ -117,6 +118,7 @@ def llfc(
     """
     alphas = check_alphas(alphas, min_points=1)
     check_same_architecture(model_a, model_b)
+    check_inputs(x, "llfc")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
     layers = list(layers or features.layers(model_a))
@@ -140,6 +142,7 @@ def llfc(
                 # Cosine.scale = <F_int, F_alpha> / |F_alpha|^2, the paper's c
                 stats[l, a].update(f_int, f[l].reshape(len(xb), -1))
             del f
+    _warn_dead([l for l in layers if any(math.isnan(stats[l, a].scale) for a in alphas)], "scale c")
     return {
         "layers": layers,
         "alphas": alphas,
@@ -172,6 +175,7 @@ def weak_additivity(
     """
     alphas = check_alphas(alphas, min_points=1)
     check_same_architecture(model_a, model_b)
+    check_inputs(x, "weak_additivity")
     layers = list(layers or features.relu_layers(model_a))
     stats = {(l, a): Cosine() for l in layers for a in alphas}
     disagree = dict.fromkeys(layers, 0)
@@ -193,6 +197,8 @@ def weak_additivity(
                 mixed = torch.relu(a * a_ + (1 - a) * b_)
                 separate = a * torch.relu(a_) + (1 - a) * torch.relu(b_)
                 stats[l, a].update(mixed, separate)
+    dead = [l for l in layers if any(math.isnan(stats[l, a].rel_sq_dist) for a in alphas)]
+    _warn_dead(dead, "rel_sq_dist")
     return {
         "layers": layers,
         "alphas": alphas,
@@ -233,6 +239,7 @@ def commutativity(
     all Frobenius norms over the whole data set, biases left out (they cancel in the residual).
     """
     check_same_architecture(model_a, model_b)
+    check_inputs(x, "commutativity")
     mods_a, mods_b = dict(model_a.named_modules()), dict(model_b.named_modules())
     if layers is None:
         layers = [n for n, m in mods_a.items() if isinstance(m, (nn.Linear, nn.Conv2d))]
@@ -262,12 +269,29 @@ def commutativity(
             s["hb"] += float(hb.pow(2).sum())
     out: dict = {"layers": layers, "com": {}, "dist_w": {}, "dist_h": {}}
     for l in layers:
-        s = sums[l]
+        s = {k: math.sqrt(v) for k, v in sums[l].items()}
         wa, wb = mods_a[l].weight.double(), mods_b[l].weight.double()
-        out["com"][l] = math.sqrt(s["res"]) / (math.sqrt(s["out_a"]) + math.sqrt(s["out_b"]))
-        out["dist_w"][l] = float((wa - wb).norm() / (wa.norm() + wb.norm()))
-        out["dist_h"][l] = math.sqrt(s["dh"]) / (math.sqrt(s["ha"]) + math.sqrt(s["hb"]))
+        out["com"][l] = _ratio(s["res"], s["out_a"] + s["out_b"])
+        out["dist_w"][l] = _ratio(float((wa - wb).norm()), float(wa.norm() + wb.norm()))
+        out["dist_h"][l] = _ratio(s["dh"], s["ha"] + s["hb"])
+    dead = [l for l in layers if math.isnan(out["com"][l] + out["dist_w"][l] + out["dist_h"][l])]
+    _warn_dead(dead, "ratio")
     return out
+
+
+def _ratio(num: float, den: float) -> float:
+    """num / den, NaN where den is 0 (a dead layer: all its features or weights are zero)."""
+    return num / den if den > 0 else float("nan")
+
+
+def _warn_dead(layers: list[str], what: str) -> None:
+    """Warn that `layers` are dead (all zero) here, so their `what` is undefined (NaN)."""
+    if layers:
+        warnings.warn(
+            f"layer(s) {layers} are dead here (all-zero features or weights), so their {what} "
+            "is undefined and reported as NaN; leave them out with layers=... or check the models",
+            stacklevel=3,
+        )
 
 
 @torch.no_grad()
@@ -298,6 +322,7 @@ def theorem1(
     from llfc_utils.interpolate import lerp
 
     check_same_architecture(model_a, model_b)
+    check_inputs(x, "theorem1")
     net = lerp(model_a, model_b, alpha)
     mods = [dict(m.named_modules()) for m in (model_a, model_b, net)]
     if layers is None:
@@ -333,7 +358,7 @@ def theorem1(
         out["defect"][l] = s["defect"]
         out["predicted"][l] = alpha * (1 - alpha) * s["predicted"]
         out["carried"][l] = s["carried"]
-        out["input_gap"][l] = s["gap"] / s["lin"] if s["lin"] > 0 else float("nan")
+        out["input_gap"][l] = _ratio(s["gap"], s["lin"])
         out["scale"][l] = s["scale"]
     return out
 

@@ -29,7 +29,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -41,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from llfc_utils import cache, data, home, models
+from llfc_utils import cache, data, env, home, models
 from llfc_utils.config import TrainConfig
 
 History = dict[str, list[float]]
@@ -294,7 +293,7 @@ def trajectory_specs(
 
 def timings_path() -> Path:
     """The file of measured seconds per epoch: $LLFC_TIMINGS, default ~/.cache/llfc_book/epoch_seconds.json."""
-    return Path(os.environ.get("LLFC_TIMINGS", home() / "epoch_seconds.json")).expanduser()
+    return Path(env("LLFC_TIMINGS") or home() / "epoch_seconds.json").expanduser()
 
 
 def device_kind(device: torch.device | str | None = None, compiled: bool = False) -> str:
@@ -350,17 +349,13 @@ def record_epoch_seconds(cfg: TrainConfig, kind: str, seconds: float, keep: int 
         "run": f"{cfg.model} {cfg.model_kwargs} on {cfg.dataset}",
         "seconds": [*_seconds(entries.get(key)), round(float(seconds), 4)][-keep:],
     }
-    path, tmp = timings_path(), None
+    text = json.dumps({"version": 1, "devices": devices}, indent=1)
     try:
+        path = timings_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        tmp = Path(name)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": 1, "devices": devices}, f, indent=1)
-        os.replace(tmp, path)
-    except OSError:  # a read-only home must not stop training
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+        cache.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    except (OSError, ValueError):  # a read-only or full home must not stop training
+        pass
 
 
 # ---------------------------------------------------------------- torch.compile, optional
@@ -455,7 +450,7 @@ def resume_seconds() -> float:
     A killed run loses at most this much training. Writing one every epoch would cost a large share
     of a short GPU epoch (the optimiser state doubles a VGG-16's 60 MB of weights).
     """
-    value = os.environ.get("LLFC_RESUME_SECONDS", "30")
+    value = env("LLFC_RESUME_SECONDS") or "30"
     try:
         seconds = float(value)
     except ValueError:
@@ -567,15 +562,36 @@ def _run(
                 history[k].append(v)
             bar.set_postfix(loss=f"{loss:.3f}", test_acc=f"{test_acc:.3f}")
             if epoch + 1 < end and time.perf_counter() - last_saved >= every:
-                cache.save(resume_spec, _pack(model, opt), {"history": history, "epoch": epoch + 1})
+                meta = {"history": history, "epoch": epoch + 1}
+                _save_or_warn(resume_spec, _pack(model, opt), meta, RESUME_NOT_SAVED)
                 last_saved = time.perf_counter()
             kind = device_kind(device, compiled=step_model is not model)
             record_epoch_seconds(cfg, kind, time.perf_counter() - t0)  # with the checkpoint write
         bar.close()
         tensors = _pack(model, opt)
-        cache.save(spec, tensors, {"history": history, "epoch": end})
-        cache.remove(resume_spec)
+        if _save_or_warn(spec, tensors, {"history": history, "epoch": end}, MODEL_NOT_SAVED):
+            cache.remove(resume_spec)
         return tensors, history
+
+
+RESUME_NOT_SAVED = "training goes on without it (a kill now loses more epochs)"
+MODEL_NOT_SAVED = (
+    "the trained model is kept in memory for this process only (a later run trains it again)"
+)
+
+
+def _save_or_warn(spec: dict, tensors: dict[str, torch.Tensor], meta: dict, then: str) -> bool:
+    """cache.save, or where that fails (a full or read-only disk) a warning that says `then`."""
+    try:
+        cache.save(spec, tensors, meta)
+        return True
+    except OSError as e:
+        warnings.warn(
+            f"could not write checkpoint {cache.paths(spec)[0]} ({e}); {then}; free space in "
+            f"{cache.cache_dir()} or point LLFC_CACHE at another folder",
+            stacklevel=3,
+        )
+        return False
 
 
 def train_run(

@@ -179,12 +179,14 @@ def test_forged_checkpoint_with_nan_is_rejected():
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         "meta": META,
     }
+    record["checksum"] = cache._record_sha256(record)  # the sidecar's own checksum, forged too
     sidecar.write_text(json.dumps(record))
     with pytest.warns(cache.CheckpointWarning, match="non-finite"):
         assert cache.load(SPEC) is None
     # the same forgery with finite values is accepted: only the NaN was wrong
     save_file({"w": torch.tensor([1.0, 2.0]), "ok": torch.zeros(3)}, str(weights))
     record["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    record["checksum"] = cache._record_sha256(record)
     sidecar.write_text(json.dumps(record))
     with _no_checkpoint_warnings():
         assert cache.load(SPEC) is not None

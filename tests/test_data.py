@@ -211,6 +211,7 @@ def test_data_root_in_torchvision_layout_is_used(tmp_path, monkeypatch):
     _write_idx(raw / "t10k-labels-idx1-ubyte", np.array([7, 0, 3], dtype=np.uint8))
     monkeypatch.setenv("LLFC_DATA", str(tmp_path / "root"))
     monkeypatch.setattr(data, "_download", lambda *a: pytest.fail("must not download"))
+    monkeypatch.setitem(data.SIZES, "mnist", ({"train": 60_000, "test": 3}, (1, 28, 28)))
     x, y = data.load("mnist", "test")
     assert y.tolist() == [7, 0, 3]
     expect = (torch.from_numpy(imgs.astype(np.float32))[:, None] / 255 - 0.1307) / 0.3081

@@ -8,12 +8,17 @@ Before it runs anything it prints what the chapters will train and how long that
 this device (`llfc_utils.tools.plan`); `--dry-run` prints the whole plan and stops there. `--amp fp32`
 trains in float32 on CUDA instead of bf16 autocast (sets LLFC_AMP); `--compile` uses
 torch.compile where it works (sets LLFC_COMPILE=1).
+
+A chapter is skipped as up to date only if its executed copy ran to the end (the runner stamps it
+then; a killed run leaves none) with the same sources, parameters, profile, precision, compile flag
+and checkpoint cache, and its results JSON is still the one that run wrote.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import os
 import sys
@@ -53,21 +58,63 @@ def parameters(name: str) -> dict[str, object]:
     }
 
 
+def _like(value: object, default: object) -> bool:
+    """Whether `value` has the type of `default`, inside lists and dicts too (an int for a float)."""
+    want = type(default)
+    if isinstance(value, bool) or isinstance(default, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if want is float:
+        return isinstance(value, (int, float))
+    if isinstance(default, list):
+        return isinstance(value, list) and all(not default or _like(v, default[0]) for v in value)
+    if isinstance(default, dict):
+        first = next(iter(default.values()), None)
+        return isinstance(value, dict) and all(
+            _like(v, default.get(k, first)) for k, v in value.items() if default
+        )
+    return isinstance(value, want)
+
+
+def _values(value: object) -> list:
+    """The numbers in a parameter value: itself, or those of a list or a dict's values."""
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _values(v)]
+    return [x for v in value for x in _values(v)] if isinstance(value, list) else [value]
+
+
+def _check_value(key: str, value: object) -> str | None:
+    """Why `value` would make chapter parameter `key` trivially true or meaningless, or None."""
+    numbers = _values(value)
+    if isinstance(value, (list, dict)) and not value:
+        return "must not be empty (a claim over nothing holds trivially)"
+    if key == "n_alphas" and not (value >= 3 and value % 2 == 1):
+        return "must be an odd number >= 3, so the alpha grid has interior points and alpha = 0.5"
+    if key == "alphas" and not (all(0 <= a <= 1 for a in numbers) and 0.5 in numbers):
+        return "must be values in [0, 1] that include the interior point 0.5"
+    if (key.endswith(("_size", "_samples")) or key == "top_k") and min(numbers, default=1) < 1:
+        return "must be >= 1 (a count)"
+    if (key == "seed" or key.endswith("_seed")) and min(numbers, default=0) < 0:
+        return "must be >= 0 (numpy and torch take no negative seeds)"
+    return None
+
+
 def check_parameters(name: str, params: dict[str, object]) -> None:
-    """Raise ValueError before anything runs if a parameter is unknown or of the wrong type."""
+    """Raise ValueError before anything runs if a parameter is unknown, of the wrong type, or of a
+    value that would make the chapter's claim trivially true."""
     defaults = parameters(name)
     for key, value in params.items():
         if key not in defaults:
             raise ValueError(
                 f"chapter {name} has no parameter {key!r}; valid: {', '.join(defaults)}"
             )
-        want = type(defaults[key])
-        ok = isinstance(value, want) or (want is float and isinstance(value, int))
-        if not ok or (want is int and isinstance(value, bool)):
+        if not _like(value, defaults[key]):
             raise ValueError(
-                f"chapter {name}: parameter {key!r} must be {want.__name__} like its default "
-                f"{defaults[key]!r}, got {type(value).__name__} {value!r}"
+                f"chapter {name}: parameter {key!r} must be {type(defaults[key]).__name__} like "
+                f"its default {defaults[key]!r}, got {type(value).__name__} {value!r}"
             )
+        why = _check_value(key, value)
+        if why:
+            raise ValueError(f"chapter {name}: parameter {key!r} {why}; got {value!r}")
     profile = params.get("profile", defaults.get("profile"))
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
@@ -112,7 +159,42 @@ def run_chapter(name: str, profile: str, params: dict[str, object], out_dir: Pat
             extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     _hide_injected_parameters(out)
+    _stamp(out, name, profile, params)
     return out
+
+
+def fingerprint(name: str, profile: str, params: dict[str, object]) -> dict[str, object]:
+    """What a run of chapter `name` depends on: sources, parameters, precision, compile, cache root."""
+    from llfc_utils import cache, config, train
+
+    h = hashlib.sha256()
+    for path in [NOTEBOOKS / f"{name}.ipynb", *sorted(PACKAGE.rglob("*.py"))]:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return {
+        "sources": h.hexdigest(),
+        "parameters": json.loads(json.dumps({"profile": profile, **params})),  # as JSON has them
+        "amp": config.amp_override(),
+        "compile": train.compile_requested(),
+        "cache": str(cache.cache_dir().resolve()),
+    }
+
+
+def _results_sha256(name: str) -> str | None:
+    from llfc_utils.tools import results
+
+    path = results.results_dir() / f"{name}.json"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _stamp(path: Path, name: str, profile: str, params: dict[str, object]) -> None:
+    """Mark the executed `path` as run to the end, with its fingerprint and its results' sha256.
+
+    Written only after papermill returns: a copy left by a killed run has no stamp.
+    """
+    nb = json.loads(path.read_text())
+    stamp = {**fingerprint(name, profile, params), "results_sha256": _results_sha256(name)}
+    nb["metadata"]["llfc_run"] = stamp
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def _hide_injected_parameters(path: Path) -> None:
@@ -128,27 +210,25 @@ def _hide_injected_parameters(path: Path) -> None:
 def up_to_date(name: str, profile: str, params: dict[str, object], out_dir: Path = OUTPUT) -> bool:
     """Whether `out_dir/<name>.ipynb` is a clean run of the current sources with these parameters.
 
-    True when the executed copy is newer than the chapter and every file of `llfc_utils`, was run
-    with the same profile and parameters, has no error output, and its results JSON exists.
+    True when the executed copy ran to the end (the runner stamped it) with the same sources,
+    parameters, profile, precision (--amp), compile flag and cache root as now, has no error
+    output, and the results JSON is the one that run wrote.
     """
-    from llfc_utils.tools import results
-
-    out = out_dir / f"{name}.ipynb"
-    record = results.results_dir() / f"{name}.json"
-    if not out.exists() or not record.exists():
-        return False
-    sources = [NOTEBOOKS / f"{name}.ipynb", *sorted(PACKAGE.rglob("*.py"))]
-    if out.stat().st_mtime <= max(p.stat().st_mtime for p in sources):
-        return False
     try:
-        nb = json.loads(out.read_text())
-        ran = nb["metadata"]["papermill"]["parameters"]
-        same_profile = json.loads(record.read_text())["profile"] == profile
-    except (ValueError, KeyError, TypeError):
+        nb = json.loads((out_dir / f"{name}.ipynb").read_text())
+        stamp = dict(nb["metadata"]["llfc_run"])
+        errors = any(
+            o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", [])
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    errors = any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
-    wanted = json.loads(json.dumps({"profile": profile, **params}))  # as papermill stored them
-    return same_profile and not errors and ran == wanted
+    results = stamp.pop("results_sha256", None)
+    return (
+        not errors
+        and results is not None
+        and results == _results_sha256(name)
+        and stamp == fingerprint(name, profile, params)
+    )
 
 
 def _plan(todo: list[str], profile: str, params: dict[str, object]) -> list:
@@ -167,7 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="parameter"
     )
-    parser.add_argument("--out", type=Path, default=OUTPUT, help="where executed notebooks go")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"where executed notebooks go, and their results JSON into OUT/results (default {OUTPUT})",
+    )
     parser.add_argument(
         "--force",
         action="store_true",
@@ -187,6 +271,12 @@ def main(argv: list[str] | None = None) -> int:
         help="torch.compile the training step; sets LLFC_COMPILE=1",
     )
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = OUTPUT
+    else:  # the results JSON go with the notebooks: a smoke run never overwrites the book's
+        if args.out.exists() and not args.out.is_dir():
+            parser.error(f"--out {args.out} is a file; give a folder")
+        os.environ["LLFC_RESULTS"] = str(args.out / "results")
     if args.amp:  # read by config.get in this process and in the notebooks' kernels
         os.environ["LLFC_AMP"] = args.amp
     if args.compile:

@@ -205,19 +205,40 @@ def check_workers(client) -> None:
         )
 
 
-def _claim(out_dir: Path, chapter: str, profile: str) -> None:
-    """Mark `out_dir` as this chapter and profile's sweep (git-ignored); refuse another's."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / ".gitignore").write_text("*\n")
+def _claim(out_dir: Path, chapter: str, profile: str, jobs: list[dict[str, Any]]) -> None:
+    """Mark `out_dir` as this chapter, profile and grid's sweep (git-ignored); refuse another's.
+
+    The same grid, or a larger one that contains every job already in the folder, may go on there;
+    a job folder outside the grid would mix two grids in the table and the figure.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"the output folder {out_dir} is a file; choose a folder (--out)")
     mark = out_dir / "sweep.json"
     if mark.exists():
-        old = json.loads(mark.read_text())
-        if (old.get("chapter"), old.get("profile")) != (chapter, profile):
+        try:
+            old = json.loads(mark.read_text())
+            old_sweep = (old["chapter"], old["profile"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(
-                f"{out_dir} holds a sweep of chapter {old.get('chapter')} in profile "
-                f"{old.get('profile')}; choose another output folder (--out)"
+                f"{mark} is unreadable ({type(e).__name__}); delete it, or choose another "
+                "output folder (--out)"
+            ) from e
+        if old_sweep != (chapter, profile):
+            raise ValueError(
+                f"{out_dir} holds a sweep of chapter {old_sweep[0]} in profile "
+                f"{old_sweep[1]}; choose another output folder (--out)"
             )
-    _write_json(mark, {"chapter": chapter, "profile": profile})
+    ids = {job_id(p) for p in jobs}
+    others = sorted(p.parent.name for p in out_dir.glob("*/job.json") if p.parent.name not in ids)
+    if others:
+        raise ValueError(
+            f"{out_dir} holds jobs of another grid ({', '.join(others[:3])}"
+            f"{', ...' if len(others) > 3 else ''}); choose another output folder (--out) "
+            "or give a grid that contains them"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / ".gitignore").write_text("*\n")
+    _write_json(mark, {"chapter": chapter, "profile": profile, "jobs": sorted(ids)})
 
 
 def summary(results: list[JobResult]) -> str:
@@ -256,7 +277,7 @@ def run_grid(
     """
     jobs = expand(chapter, profile, grid)
     out_dir = Path(out_dir)
-    _claim(out_dir, chapter, profile)
+    _claim(out_dir, chapter, profile, jobs)
     results: dict[str, JobResult] = {}
     todo = []
     for params in jobs:
@@ -477,7 +498,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.scheduler:
         from dask.distributed import Client
 
-        client = Client(args.scheduler)
+        try:
+            client = Client(args.scheduler, timeout="10s")
+        except (OSError, ValueError, TimeoutError) as e:
+            parser.error(f"cannot reach the scheduler {args.scheduler} ({e}); check the address")
     t0 = time.perf_counter()
     try:
         results = run_grid(
