@@ -20,7 +20,7 @@ help:
 	@echo "make book   execute every chapter ($(PROFILE) profile) and render the site into _build/html"
 	@echo "make test   lint and run the test suite"
 	@echo "make run PROFILE=smoke|cpu|paper   execute the chapters only"
-	@echo "make labs   write the course labs (the chapters without their solutions) into labs/"
+	@echo "make labs   write the course labs (the chapters without their solutions) into labs/, the teacher's key into labs/key/"
 	@echo "make bench  run the benchmarks in bench/"
 	@echo "make sweep  chapter $(SWEEP_CHAPTER) over a spawn-epoch x seed grid on $(SWEEP_WORKERS) Dask workers (SWEEP_PROFILE, SWEEP_GRID, SWEEP_OUT)"
 	@echo "make lock   rewrite $(LOCK) from the current venv"
@@ -56,7 +56,8 @@ browser:
 	  fi; \
 	fi
 
-# Course labs: every chapter with its solution cells replaced by prompts (generated, not committed).
+# Course labs: every chapter with its solution cells replaced by prompts, and the teacher's key with
+# the solutions in labs/key/ (generated, not committed).
 labs: setup
 	$(PY) -m llfc_utils.tools.labs --out labs
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import sys
+
 import nbformat
 import papermill as pm
 import pytest
+import torch
 
+import llfc_utils
 from llfc_utils.tools import colab, labs, run
 
 
@@ -51,12 +56,25 @@ def _sources(nb, kind: str = "code") -> list[str]:
     return [c.source for c in nb.cells if c.cell_type == kind]
 
 
+def _tagged(nb, tag: str) -> list:
+    return [c for c in nb.cells if tag in c.metadata.get("tags", [])]
+
+
+# boilerplate a solution may share with the chapter: blank, comment, import, closing bracket lines
+TRIVIAL = re.compile(r"^(#.*|import .*|from \S+ import .*|[)\]}]+,?|with torch\.no_grad\(\):)?$")
+
+
+def _answer_lines(source: str) -> set[str]:
+    """The non-trivial lines of a solution cell, stripped."""
+    return {line.strip() for line in source.splitlines() if not TRIVIAL.match(line.strip())}
+
+
 def test_lab_removes_the_answers_and_keeps_prompts_and_checks() -> None:
     src = _chapter()
     lab = labs.make_lab(src, "01_x.ipynb")
     code = _sources(lab)
     assert "k_pred = 2 * 21" not in "".join(code) and "math.sqrt" not in "".join(code)
-    first = lab.cells[5]
+    first = _tagged(lab, "solution")[0]
     assert first.source.startswith("# Exercise 1: set `k_pred` to twice 21.\n#\n# (one line)\n")
     assert first.source.endswith(labs.ANSWER_STUB)
     assert first.metadata["tags"] == ["solution"], "hide-input is dropped, solution kept"
@@ -71,6 +89,7 @@ def test_lab_removes_the_answers_and_keeps_prompts_and_checks() -> None:
     assert lab.cells[0].source == "# A chapter" and "lab version" in lab.cells[1].source
     assert _sources(lab, "markdown")[2:] == _sources(src, "markdown")[1:], "questions unchanged"
     assert src.cells[4].outputs, "the source notebook is not modified"
+    assert src.cells[1].source == 'profile = "cpu"' and len(src.cells) == 10
 
 
 def test_lab_drops_the_colab_badge_that_opens_the_solutions() -> None:
@@ -86,13 +105,63 @@ def test_lab_drops_the_colab_badge_that_opens_the_solutions() -> None:
 def test_lab_solution_cell_raises_until_answered() -> None:
     lab = labs.make_lab(_chapter())
     with pytest.raises(NotImplementedError, match="write your answer above"):
-        exec(compile(lab.cells[5].source, "lab", "exec"), {})
+        exec(compile(_tagged(lab, "solution")[0].source, "lab", "exec"), {})
 
 
-def test_filling_the_solutions_back_reproduces_the_chapter() -> None:
+def test_filling_the_solutions_back_gives_the_teachers_key() -> None:
     src = _chapter()
     filled = labs.fill_solutions(labs.make_lab(src), src)
-    assert _sources(filled) == _sources(src)
+    key = labs.make_lab(src, key=True)
+    assert _sources(filled) == _sources(key)
+    assert [c.source for c in _tagged(key, "solution")] == [
+        c.source for c in _tagged(src, "solution")
+    ]
+    assert "Do not hand it out" in key.cells[1].source
+
+
+def test_lab_installs_the_release_and_runs_the_cpu_profile_even_on_a_colab_gpu(
+    monkeypatch,
+) -> None:
+    lab = labs.make_lab(_chapter())
+    (install,) = _tagged(lab, colab.INSTALL_TAG)
+    assert f'@v{llfc_utils.__version__}"' in install.source and "@main" not in install.source
+    assert lab.cells.index(install) == 2, "the first code cell a student runs"
+    (params,) = _tagged(lab, "parameters")
+    (export,) = _tagged(lab, labs.PROFILE_TAG)
+    assert lab.cells.index(export) == lab.cells.index(params) + 1
+    assert params.source.startswith('profile = "cpu"  #')
+    monkeypatch.setitem(sys.modules, "google.colab", object())  # a Colab runtime with a GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for teacher, expected in [(None, "cpu"), ('profile = "smoke"', "smoke")]:
+        monkeypatch.delenv("LLFC_PROFILE", raising=False)
+        namespace: dict = {}
+        exec(params.source, namespace)
+        if teacher:
+            exec(teacher, namespace)  # the teacher's line (or papermill's injected one)
+        exec(export.source, namespace)
+        assert colab.choose_profile(namespace["profile"]) == expected
+
+
+def test_lab_text_is_written_for_students() -> None:
+    src = _chapter()
+    src.cells.insert(3, nbformat.v4.new_markdown_cell("## Exercises\n\nEach has a hidden check."))
+    lab = labs.make_lab(src, seconds=600)
+    note = lab.cells[1].source
+    assert "Runtime > Run all" in note and "File > Upload notebook" in note
+    assert "about 10 min on a 2-core laptop CPU" in note
+    assert f"v{llfc_utils.__version__}" in note
+    text = "".join(_sources(lab, "markdown")).lower()
+    assert "hidden" not in text and "removed" not in text
+    assert "## Exercises\n\n" + labs.EXERCISES_INTRO in _sources(lab, "markdown")
+    assert "no estimate" in labs.make_lab(src, seconds=None).cells[1].source
+
+
+def test_laptop_estimate_comes_from_the_planner_with_an_empty_cache(monkeypatch) -> None:
+    monkeypatch.setenv("LLFC_TIMINGS", "/nonexistent/timings.json")
+    nb = nbformat.read(run.NOTEBOOKS / "00_training.ipynb", as_version=4)
+    seconds = labs.laptop_seconds(nb, "00_training")
+    assert seconds is not None and 10 < seconds < 3600
+    assert labs.os.environ["LLFC_TIMINGS"] == "/nonexistent/timings.json", "restored"
 
 
 def test_fill_solutions_refuses_a_stale_lab() -> None:
@@ -127,7 +196,13 @@ def test_make_labs_writes_one_lab_per_chapter(tmp_path) -> None:
     assert [p.name for p in out] == ["01_a.ipynb", "02_b.ipynb"]
     lab = nbformat.read(out[0], as_version=4)
     nbformat.validate(lab)
-    assert labs.ANSWER_STUB in lab.cells[5].source
+    assert labs.ANSWER_STUB in _tagged(lab, "solution")[0].source
+    key = nbformat.read(tmp_path / "labs" / labs.KEY / "01_a.ipynb", as_version=4)
+    assert "k_pred = 2 * 21" in _tagged(key, "solution")[0].source
+    assert sorted(p.name for p in (tmp_path / "labs" / labs.KEY).iterdir()) == [
+        "01_a.ipynb",
+        "02_b.ipynb",
+    ]
     with pytest.raises(FileNotFoundError, match="no chapter notebooks"):
         labs.make_labs(tmp_path / "labs" / "nothing", tmp_path / "x")
 
@@ -149,6 +224,30 @@ def test_real_chapter_has_at_least_two_checked_exercises(name: str) -> None:
     lab = labs.make_lab(nb, f"{name}.ipynb")
     assert colab.BADGE_SVG not in "".join(c.source for c in lab.cells)  # ... its lab does not
     assert lab.cells[0].source.startswith("# ")
+
+
+@pytest.mark.parametrize("name", run.chapters())
+def test_real_lab_checks_call_the_package_and_give_nothing_away(name: str) -> None:
+    nb = nbformat.read(run.NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    lab = labs.make_lab(nb, f"{name}.ipynb")
+    lab_lines = {
+        line.strip() for c in lab.cells if c.cell_type == "code" for line in c.source.splitlines()
+    }
+    check_lines = set()
+    for n, i in enumerate(labs.exercises(nb), 1):
+        check = next(c for c in nb.cells[i + 1 :] if c.cell_type == "code")
+        assert f'checks.exercise("{name[:2]}.{n}", ' in check.source.replace("(\n    ", "("), (
+            f"{name}: the check of exercise {n} should be one call, "
+            f'`assert checks.exercise("{name[:2]}.{n}", answer, ...)`'
+        )
+        check_lines |= {line.strip() for line in check.source.splitlines()}
+        answer = _answer_lines(nb.cells[i].source)
+        assert answer, f"{name}: exercise {n}'s solution has no line to test"
+        assert not answer & lab_lines, f"{name}: the lab shows solution lines {answer & lab_lines}"
+        assert not answer & check_lines, f"{name}: a check cell repeats {answer & check_lines}"
+    assert "hidden" not in lab.cells[1].source.lower()
+    text = next(c.source for c in lab.cells if c.source.startswith("## Exercises"))
+    assert "hidden" not in text and "removed" not in text
 
 
 @pytest.mark.slow
@@ -190,3 +289,35 @@ def test_real_lab_runs_with_solutions_and_stops_without(tmp_path) -> None:
     assert len(errors) == 1 and errors[0].source == lab.cells[labs.exercises(lab)[0]].source, (
         "the unfilled lab stops at its first exercise"
     )
+
+
+def _run_to_first_exercise(name: str, tmp_path) -> None:
+    """Execute the lab of chapter `name` in the smoke profile, up to its first exercise."""
+    lab = labs.make_lab(nbformat.read(run.NOTEBOOKS / f"{name}.ipynb", as_version=4), name)
+    lab.cells = lab.cells[: labs.exercises(lab, name)[0]]
+    lab.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = tmp_path / f"{name}.ipynb"
+    nbformat.write(lab, path)
+    pm.execute_notebook(
+        str(path),
+        str(tmp_path / f"out_{name}.ipynb"),
+        parameters={"profile": "smoke"},
+        cwd=str(tmp_path),
+        progress_bar=False,
+        kernel_name="python3",
+    )
+
+
+FAST_LABS = ["00_training"]  # the others train for longer than a unit test should
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n if n in FAST_LABS else pytest.param(n, marks=pytest.mark.slow) for n in run.chapters()],
+)
+def test_real_lab_runs_to_its_first_exercise_in_the_smoke_profile(name: str, tmp_path) -> None:
+    _run_to_first_exercise(name, tmp_path)
