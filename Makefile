@@ -86,7 +86,7 @@ bench: data
 # A grid of chapter runs as parallel jobs (llfc_utils/sweep.py); a re-run skips finished jobs.
 SWEEP_CHAPTER ?= 01_lmc_basics
 SWEEP_PROFILE ?= cpu
-SWEEP_GRID ?= spawn_epoch=0,2,5 seed=0,1 extras=False
+SWEEP_GRID ?= spawn_epoch=0,2,5 seed=0,1 n_seeds=1 extras=False
 SWEEP_WORKERS ?= 2
 SWEEP_OUT ?= sweeps/$(SWEEP_CHAPTER)-$(SWEEP_PROFILE)
 sweep: data

@@ -134,15 +134,20 @@ def check_config(cfg: TrainConfig) -> None:
 
 # ---------------------------------------------------------------- profiles
 
+# The paper's MLP (784-512-512-512-10) on a fixed 20k-image subset for 8 epochs: about 87 % test
+# accuracy, and every chapter trains 3 seeds of its pairs within the book's budget. Measured
+# (2 cores, 3 seeds): independent pairs have a test-loss barrier of about 1.2, spawned pairs
+# (k = 0, 2) and WM / AM pairs below 0.02.
 _MLP_CPU = TrainConfig(
     model="mlp",
     dataset="fashion_mnist",
+    train_subset=20_000,
     optimizer="sgd",
     lr=0.05,
     momentum=0.9,
     weight_decay=5e-4,
     schedule="cosine",
-    epochs=10,
+    epochs=8,
     batch_size=128,
 )
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import llfc_utils
-from llfc_utils.tools import colab, labs, run
+from llfc_utils.tools import colab, labs, paths, run
 
 
 def _code(source: str, tags: list[str], output: str | None = None):
@@ -321,3 +321,12 @@ FAST_LABS = ["00_training"]  # the others train for longer than a unit test shou
 )
 def test_real_lab_runs_to_its_first_exercise_in_the_smoke_profile(name: str, tmp_path) -> None:
     _run_to_first_exercise(name, tmp_path)
+
+
+def test_a_lab_drops_the_chapters_claim_checks() -> None:
+    """Claim checks assert the chapter's results (they would give answers away); exercise checks stay."""
+    for path in paths.chapters():
+        source = nbformat.read(path, as_version=4)
+        lab = labs.make_lab(source, path.stem)
+        checks_in_lab = [c for c in lab.cells if "check" in c.metadata.get("tags", [])]
+        assert checks_in_lab and all("checks.exercise(" in c.source for c in checks_in_lab), path

@@ -16,7 +16,7 @@ ALLOWED = [
     r"\$\$.*?\$\$",
     r"\$[^$]*\$",
     r"`[^`]*`",
-    r"\b(Sec|Section|Appendix|App|Fig|Figure|Eq|Table|Def|Definition|Lemma|Theorem)s?\.?\s*[A-Z]?\d+(\.\d+)*(-\d+)?",
+    r"\b(Sec|Section|Appendix|App|Fig|Figure|Eq|Table|Def|Definition|Lemma|Theorem)s?\.?\s*[A-Z]?\.?\d+(\.\d+)*(-\d+)?",
     r"\]\([^)]*\)",
     r"\{cite\w*\}`[^`]*`",
 ]
@@ -33,7 +33,7 @@ def typed_numbers(markdown: str) -> list[str]:
 
 def test_the_scan_finds_typed_numbers_and_spares_glue() -> None:
     assert typed_numbers("the barrier is 0.42 and 3 % of units") == ["0.42", "3 %"]
-    assert typed_numbers("barrier {glue:md}`b_mlp` at $\\alpha = 0.5$ (Sec. 5.2)") == []
+    assert typed_numbers("barrier {glue:md}`b_mlp` at $\\alpha = 0.5$ (Sec. 5.2, App. B.1.2)") == []
 
 
 @pytest.mark.parametrize("path", paths.chapters(), ids=lambda p: p.stem)

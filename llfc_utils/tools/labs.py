@@ -229,6 +229,17 @@ def make_lab(
     """
     solutions = set(exercises(source_nb, name))
     lab = copy.deepcopy(source_nb)
+    # the chapter's own claim checks (tagged `check`, not right after a solution) assert the
+    # chapter's results, which would give answers away: a lab keeps only the exercise checks
+    exercise_checks = {
+        next(j for j in range(i + 1, len(lab.cells)) if lab.cells[j].cell_type == "code")
+        for i in solutions
+    }
+    kept = [
+        (j, c) for j, c in enumerate(lab.cells) if CHECK not in _tags(c) or j in exercise_checks
+    ]
+    solutions = {new for new, (old, _) in enumerate(kept) if old in solutions}
+    lab.cells = [c for _, c in kept]
     for i, cell in enumerate(lab.cells):
         tags = [t for t in _tags(cell) if t not in BOOK_ONLY_TAGS]
         if "tags" in cell.metadata:
