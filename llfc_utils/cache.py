@@ -26,7 +26,7 @@ import torch
 from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
-from llfc_utils import home
+from llfc_utils import settings
 
 VERSION = 1  # training semantics; bump when the same spec would now train something else
 
@@ -37,7 +37,7 @@ class CheckpointWarning(UserWarning):
 
 def cache_dir() -> Path:
     """The checkpoint folder: $LLFC_CACHE, default ~/.cache/llfc_book/checkpoints."""
-    return Path(os.environ.get("LLFC_CACHE", home() / "checkpoints")).expanduser()
+    return settings.path("LLFC_CACHE")
 
 
 def _canonical(spec: dict[str, Any]) -> dict[str, Any]:

@@ -8,9 +8,10 @@ the paper's nets on a GPU.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Any
+
+from llfc_utils import settings
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step")
@@ -240,7 +241,7 @@ def profile(name: str) -> dict[str, TrainConfig]:
 
 def amp_override() -> str | None:
     """The precision $LLFC_AMP asks for ("bf16" or "fp32"), or None when it is unset."""
-    value = os.environ.get("LLFC_AMP", "").strip().lower()
+    value = (settings.get("LLFC_AMP") or "").lower()
     if not value:
         return None
     if value not in AMP:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llfc_utils import home
+from llfc_utils import settings
 
 NAMES = ("mnist", "fashion_mnist", "cifar10")
 SPLITS = ("train", "test")
@@ -52,7 +52,7 @@ class DataUnavailable(RuntimeError):
 
 def data_root() -> Path:
     """The data root: $LLFC_DATA, default ~/.cache/llfc_book/data."""
-    return Path(os.environ.get("LLFC_DATA", home() / "data")).expanduser()
+    return settings.path("LLFC_DATA")
 
 
 def _check_name_split(name: str, split: str) -> None:

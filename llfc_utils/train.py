@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from llfc_utils import cache, data, home, models
+from llfc_utils import cache, data, models, settings
 from llfc_utils.config import TrainConfig
 
 History = dict[str, list[float]]
@@ -278,7 +278,7 @@ def trajectory_specs(
 
 def timings_path() -> Path:
     """The file of measured seconds per epoch: $LLFC_TIMINGS, default ~/.cache/llfc_book/epoch_seconds.json."""
-    return Path(os.environ.get("LLFC_TIMINGS", home() / "epoch_seconds.json")).expanduser()
+    return settings.path("LLFC_TIMINGS")
 
 
 def device_kind(device: torch.device | str | None = None, compiled: bool = False) -> str:
@@ -352,7 +352,7 @@ def record_epoch_seconds(cfg: TrainConfig, kind: str, seconds: float, keep: int 
 
 def compile_requested() -> bool:
     """Whether $LLFC_COMPILE asks for torch.compile (set it to 1; default off)."""
-    return os.environ.get("LLFC_COMPILE", "0").strip().lower() not in ("", "0", "false", "no")
+    return settings.flag("LLFC_COMPILE")
 
 
 @functools.lru_cache(maxsize=4)
@@ -439,7 +439,7 @@ def resume_seconds() -> float:
     A killed run loses at most this much training. Writing one every epoch would cost a large share
     of a short GPU epoch (the optimiser state doubles a VGG-16's 60 MB of weights).
     """
-    value = os.environ.get("LLFC_RESUME_SECONDS", "30")
+    value = str(settings.value("LLFC_RESUME_SECONDS"))
     try:
         seconds = float(value)
     except ValueError:
@@ -456,7 +456,7 @@ def progress_enabled(progress: bool | None = None) -> bool:
     """Whether to draw progress bars: `progress` if given, else not when $LLFC_PROGRESS is "0"."""
     if progress is not None:
         return progress
-    return os.environ.get("LLFC_PROGRESS", "1") != "0"
+    return settings.flag("LLFC_PROGRESS")
 
 
 _progress_enabled = progress_enabled

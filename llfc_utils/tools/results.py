@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from llfc_utils import settings
 from llfc_utils.tools.paths import RESULTS
 
 
 def results_dir() -> Path:
     """Where chapters write their results: $LLFC_RESULTS, default book/results in the repository."""
-    return Path(os.environ.get("LLFC_RESULTS", RESULTS))
+    return settings.path("LLFC_RESULTS") if settings.get("LLFC_RESULTS") else RESULTS
 
 
 def claim(id: str, claim: str, ours: str, paper: str, holds: bool) -> dict[str, Any]:

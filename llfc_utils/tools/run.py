@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from llfc_utils import settings
 from llfc_utils.config import AMP, PROFILES
 from llfc_utils.tools import paths
 from llfc_utils.tools.paths import BOOK as OUTPUT
@@ -98,7 +99,7 @@ def run_chapter(name: str, profile: str, params: dict[str, object], out_dir: Pat
     # The kernel inherits the environment: it runs `profile` even where $LLFC_PROFILE says
     # otherwise, and without progress bars (nobody watches them; the runner prints a line per
     # chapter) unless $LLFC_PROGRESS asks for them.
-    env = {"LLFC_PROFILE": profile, "LLFC_PROGRESS": os.environ.get("LLFC_PROGRESS", "0")}
+    env = {"LLFC_PROFILE": profile, "LLFC_PROGRESS": settings.get("LLFC_PROGRESS") or "0"}
     with environment(env):
         pm.execute_notebook(
             str(NOTEBOOKS / f"{name}.ipynb"),

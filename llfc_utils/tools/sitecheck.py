@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from llfc_utils import settings
 from llfc_utils.tools.paths import CHAPTER_GLOB
 
 WINDOW = (1280, 900)
-CHROMIUM = os.environ.get("LLFC_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("LLFC_CHROMEDRIVER", "/usr/bin/chromedriver")
+CHROMIUM = str(settings.value("LLFC_CHROMIUM"))
+CHROMEDRIVER = str(settings.value("LLFC_CHROMEDRIVER"))
 # Without these Chromium hangs on this kind of offline machine (refused connections, first run).
 FLAGS = [
     "--headless",
