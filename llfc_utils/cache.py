@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
     """Call write(tmp_path), then rename tmp_path onto path (same folder, so atomic)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -87,7 +88,7 @@ def save(spec: dict[str, Any], tensors: dict[str, torch.Tensor], meta: dict[str,
     weights, sidecar = paths(spec)
     weights.parent.mkdir(parents=True, exist_ok=True)
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic_write(weights, lambda tmp: save_file(cpu, tmp))
+    atomic_write(weights, lambda tmp: save_file(cpu, tmp))
     record = {
         "key": key_of(spec),
         "version": VERSION,
@@ -95,7 +96,7 @@ def save(spec: dict[str, Any], tensors: dict[str, torch.Tensor], meta: dict[str,
         "sha256": _sha256(weights),
         "meta": meta,
     }
-    _atomic_write(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+    atomic_write(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
     return weights
 
 

@@ -239,6 +239,12 @@ def profile(name: str) -> dict[str, TrainConfig]:
     return PROFILES[name]
 
 
+def check_batch_size(batch_size: int) -> None:
+    """Raise ValueError unless `batch_size` is a positive number of samples."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+
+
 def amp_override() -> str | None:
     """The precision $LLFC_AMP asks for ("bf16" or "fp32"), or None when it is unset."""
     value = (settings.get("LLFC_AMP") or "").lower()

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from llfc_utils.config import check_batch_size
 from llfc_utils.train import evaluate, progress_enabled
 
 Curve = dict[str, list[float]]
@@ -105,8 +106,7 @@ def reset_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> nn.Mod
     The paper does not do this (interpolated statistics are used as they are); REPAIR (Jordan et
     al. 2023) shows that it removes much of the barrier of BN nets.
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    check_batch_size(batch_size)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
@@ -187,8 +187,7 @@ def logit_mix_error(
     """
     alphas = check_alphas(alphas, min_points=1)
     check_same_architecture(model_a, model_b)
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    check_batch_size(batch_size)
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"need as many labels as inputs (> 0), got {len(x)} and {len(y)}")
     wrong = torch.zeros(len(alphas), dtype=torch.int64)

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from llfc_utils import features
+from llfc_utils.config import check_batch_size
 from llfc_utils.interpolate import check_alphas, check_same_architecture, lerp_state
 from llfc_utils.train import progress_enabled
 
@@ -108,8 +109,7 @@ def llfc(
     """
     alphas = check_alphas(alphas, min_points=1)
     check_same_architecture(model_a, model_b)
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    check_batch_size(batch_size)
     layers = list(layers or features.layers(model_a))
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
     net = copy.deepcopy(model_a).eval()  # runs every interpolated state, one at a time
@@ -223,7 +223,7 @@ def commutativity(
     check_same_architecture(model_a, model_b)
     mods_a, mods_b = dict(model_a.named_modules()), dict(model_b.named_modules())
     if layers is None:
-        layers = [n for n, m in mods_a.items() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        layers = features.weight_layers(model_a)
     layers = list(layers)
     sums = {l: dict.fromkeys(("res", "out_a", "out_b", "dh", "ha", "hb"), 0.0) for l in layers}
     batches = features.iter_features(
@@ -289,7 +289,7 @@ def theorem1(
     net = lerp(model_a, model_b, alpha)
     mods = [dict(m.named_modules()) for m in (model_a, model_b, net)]
     if layers is None:
-        layers = [n for n, m in mods[0].items() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        layers = features.weight_layers(model_a)
     layers = list(layers)
     keys = ("defect", "predicted", "carried", "gap", "lin", "scale")
     sums = {l: dict.fromkeys(keys, 0.0) for l in layers}

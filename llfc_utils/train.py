@@ -26,10 +26,8 @@ import contextlib
 import functools
 import json
 import math
-import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -42,7 +40,7 @@ from torch import nn
 from tqdm import tqdm
 
 from llfc_utils import cache, data, models, settings
-from llfc_utils.config import TrainConfig
+from llfc_utils.config import TrainConfig, check_batch_size
 
 History = dict[str, list[float]]
 Trajectory = tuple[int, list[tuple[int, int]], str]  # (init seed, segments, label)
@@ -112,8 +110,7 @@ def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000
 ) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy of `model` (eval mode, float32) on (x, y)."""
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    check_batch_size(batch_size)
     if len(x) == 0:
         raise ValueError("evaluate needs at least one sample, got an empty x")
     was_training = model.training
@@ -334,17 +331,13 @@ def record_epoch_seconds(cfg: TrainConfig, kind: str, seconds: float, keep: int 
         "run": f"{cfg.model} {cfg.model_kwargs} on {cfg.dataset}",
         "seconds": [*_seconds(entries.get(key)), round(float(seconds), 4)][-keep:],
     }
-    path, tmp = timings_path(), None
+    path = timings_path()
+    text = json.dumps({"version": 1, "devices": devices}, indent=1)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        tmp = Path(name)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": 1, "devices": devices}, f, indent=1)
-        os.replace(tmp, path)
+        cache.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     except OSError:  # a read-only home must not stop training
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+        pass
 
 
 # ---------------------------------------------------------------- torch.compile, optional

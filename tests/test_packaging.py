@@ -9,8 +9,10 @@ from pathlib import Path
 
 import tomllib
 
-ROOT = Path(__file__).resolve().parent.parent
+from llfc_utils.tools.paths import ROOT
+
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
 DIST = {"yaml": "pyyaml", "IPython": "ipython", "PIL": "pillow"}  # import name -> distribution
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from llfc_utils import settings
+from llfc_utils.tools.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [
     *ROOT.glob("llfc_utils/**/*.py"),
     *ROOT.glob("notebooks/*.ipynb"),
