@@ -227,6 +227,14 @@ def load(
     return x.to(device), y.to(device)
 
 
+def input_shape(name: str, pad32: bool = False) -> tuple[int, int]:
+    """(channels, image size) of data set `name` as `load` returns it (`pad32`: 28 -> 32)."""
+    _check_name_split(name, "train")
+    channels = 3 if name == "cifar10" else 1
+    size = 32 if (name == "cifar10" or pad32) else 28
+    return channels, size
+
+
 def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Random crop (4-pixel zero padding) and horizontal flip, batch-wise on x's device.
 

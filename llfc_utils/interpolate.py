@@ -14,8 +14,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from llfc_utils import settings
 from llfc_utils.config import check_batch_size
-from llfc_utils.train import evaluate, progress_enabled
+from llfc_utils.train import evaluate
 
 Curve = dict[str, list[float]]
 
@@ -141,7 +142,9 @@ def lmc_curve(
     for split in data:
         for m in ("loss", "acc", "err"):
             curve[f"{split}_{m}"] = []
-    for alpha in tqdm(alphas, desc="alpha", leave=False, disable=not progress_enabled(progress)):
+    for alpha in tqdm(
+        alphas, desc="alpha", leave=False, disable=not settings.show_progress(progress)
+    ):
         model = lerp(model_a, model_b, alpha)
         if bn_reset is not None:
             reset_bn(model, bn_reset)

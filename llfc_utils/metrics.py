@@ -24,10 +24,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from llfc_utils import features
+from llfc_utils import features, settings
 from llfc_utils.config import check_batch_size
 from llfc_utils.interpolate import check_alphas, check_same_architecture, lerp_state
-from llfc_utils.train import progress_enabled
 
 
 def cosine_dissimilarity(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -116,7 +115,7 @@ def llfc(
     stats = {(l, a): Cosine() for l in layers for a in alphas}
     base = {l: Cosine() for l in layers}
     starts = range(0, len(x), batch_size)
-    for i in tqdm(starts, desc="LLFC", leave=False, disable=not progress_enabled(progress)):
+    for i in tqdm(starts, desc="LLFC", leave=False, disable=not settings.show_progress(progress)):
         xb = x[i : i + batch_size]
         fa, fb = features.of_batch([model_a, model_b], xb, layers)
         for l in layers:
@@ -171,7 +170,7 @@ def weak_additivity(
         total=total,
         desc="weak additivity",
         leave=False,
-        disable=not progress_enabled(progress),
+        disable=not settings.show_progress(progress),
     ):
         for l in layers:
             a_, b_ = ha[l].double(), hb[l].double()
@@ -235,7 +234,7 @@ def commutativity(
         total=total,
         desc="commutativity",
         leave=False,
-        disable=not progress_enabled(progress),
+        disable=not settings.show_progress(progress),
     ):
         for l in layers:
             m = mods_a[l]
@@ -298,7 +297,11 @@ def theorem1(
     )
     total = math.ceil(len(x) / batch_size)
     for hs in tqdm(
-        batches, total=total, desc="theorem 1", leave=False, disable=not progress_enabled(progress)
+        batches,
+        total=total,
+        desc="theorem 1",
+        leave=False,
+        disable=not settings.show_progress(progress),
     ):
         for l in layers:
             m = mods[0][l]

@@ -82,6 +82,11 @@ def flag(name: str) -> bool:
     return str(value(name)).lower() not in ("0", "false", "no", "off")
 
 
+def show_progress(progress: bool | None = None) -> bool:
+    """Whether to draw progress bars: `progress` if given, else $LLFC_PROGRESS."""
+    return flag("LLFC_PROGRESS") if progress is None else progress
+
+
 def markdown() -> str:
     """The table of every setting, as the README shows it."""
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]

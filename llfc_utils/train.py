@@ -16,7 +16,7 @@ most every `resume_seconds()`, 30 s by default).
 
 On CUDA, training runs under bf16 autocast (`TrainConfig.amp = "fp32"` turns it off) with
 channels-last convolutions, and `LLFC_COMPILE=1` compiles the training step (`maybe_compile`).
-The seconds of every finished epoch are recorded per device kind and recipe (`epoch_seconds`),
+The seconds of every finished epoch are recorded per device kind and recipe (`llfc_utils.timings`),
 for the estimates of `llfc_utils.tools.plan`.
 """
 
@@ -24,14 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
-import statistics
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from llfc_utils import cache, data, models, settings
+from llfc_utils import cache, data, models, settings, timings
 from llfc_utils.config import TrainConfig, check_batch_size
 
 History = dict[str, list[float]]
@@ -55,16 +52,9 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def input_shape(cfg: TrainConfig) -> tuple[int, int]:
-    """(channels, image size) of the inputs `cfg` trains on."""
-    channels = 3 if cfg.dataset == "cifar10" else 1
-    size = 32 if (cfg.dataset == "cifar10" or cfg.pad32) else 28
-    return channels, size
-
-
 def build_model(cfg: TrainConfig, seed: int) -> nn.Module:
     """A freshly initialised model for `cfg`, seeded by `seed` (same seed, same weights)."""
-    channels, size = input_shape(cfg)
+    channels, size = data.input_shape(cfg.dataset, cfg.pad32)
     torch.manual_seed(seed)
     return models.build(cfg.model, in_channels=channels, image_size=size, **cfg.model_kwargs)
 
@@ -270,76 +260,6 @@ def trajectory_specs(
     return [_spec(cfg, init_seed, segs[: i + 1], device) for i in range(len(segs))]
 
 
-# ---------------------------------------------------------------- measured seconds per epoch
-
-
-def timings_path() -> Path:
-    """The file of measured seconds per epoch: $LLFC_TIMINGS, default ~/.cache/llfc_book/epoch_seconds.json."""
-    return settings.path("LLFC_TIMINGS")
-
-
-def device_kind(device: torch.device | str | None = None, compiled: bool = False) -> str:
-    """What a timing was measured on: "cpu", or the CUDA device's name; " +compile" if compiled."""
-    device = torch.device(device) if device is not None else default_device()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    return name + (" +compile" if compiled else "")
-
-
-def timing_key(cfg: TrainConfig) -> str:
-    """The key of cfg's timings: the hash of its cache identity (no seeds, no device)."""
-    return cache.key_of({"config": cfg.identity()})
-
-
-def read_timings() -> dict:
-    """{device kind: {timing key: {"run": description, "seconds": [...]}}}; {} if absent or unreadable."""
-    path = timings_path()
-    try:
-        record = json.loads(path.read_text())
-        devices = record["devices"]
-        if not isinstance(devices, dict) or not all(isinstance(v, dict) for v in devices.values()):
-            raise ValueError("not a {device: {key: entry}} map")
-        return devices
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, KeyError, TypeError) as e:  # corrupt: start afresh, never fail
-        warnings.warn(f"ignoring unreadable timings file {path} ({e})", stacklevel=2)
-        return {}
-
-
-def epoch_seconds(cfg: TrainConfig, kind: str) -> float | None:
-    """The measured seconds per epoch of cfg on device kind `kind` (median of the last few), or None."""
-    seconds = _seconds(read_timings().get(kind, {}).get(timing_key(cfg)))
-    return statistics.median(seconds) if seconds else None
-
-
-def _seconds(entry: object) -> list[float]:
-    """The valid measurements of one timings entry (anything malformed counts as none)."""
-    values = entry.get("seconds") if isinstance(entry, dict) else None
-    if not isinstance(values, list):
-        return []
-    return [float(s) for s in values if isinstance(s, (int, float)) and math.isfinite(s) and s > 0]
-
-
-def record_epoch_seconds(cfg: TrainConfig, kind: str, seconds: float, keep: int = 5) -> None:
-    """Add one measured epoch to the timings file (atomic write; a failure to write is ignored)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a corrupt file is simply replaced
-        devices = read_timings()
-    entries = devices.setdefault(kind, {})
-    key = timing_key(cfg)
-    entries[key] = {
-        "run": f"{cfg.model} {cfg.model_kwargs} on {cfg.dataset}",
-        "seconds": [*_seconds(entries.get(key)), round(float(seconds), 4)][-keep:],
-    }
-    path = timings_path()
-    text = json.dumps({"version": 1, "devices": devices}, indent=1)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cache.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-    except OSError:  # a read-only home must not stop training
-        pass
-
-
 # ---------------------------------------------------------------- torch.compile, optional
 
 
@@ -445,16 +365,6 @@ def resume_seconds() -> float:
     return seconds
 
 
-def progress_enabled(progress: bool | None = None) -> bool:
-    """Whether to draw progress bars: `progress` if given, else not when $LLFC_PROGRESS is "0"."""
-    if progress is not None:
-        return progress
-    return settings.flag("LLFC_PROGRESS")
-
-
-_progress_enabled = progress_enabled
-
-
 def _run(
     cfg: TrainConfig,
     init_seed: int,
@@ -509,7 +419,7 @@ def _run(
             total=end,
             unit="epoch",
             file=sys.stderr,
-            disable=not _progress_enabled(),
+            disable=not settings.show_progress(),
             leave=False,
         )
         last_saved = time.perf_counter()
@@ -546,8 +456,10 @@ def _run(
             if epoch + 1 < end and time.perf_counter() - last_saved >= every:
                 cache.save(resume_spec, _pack(model, opt), {"history": history, "epoch": epoch + 1})
                 last_saved = time.perf_counter()
-            kind = device_kind(device, compiled=step_model is not model)
-            record_epoch_seconds(cfg, kind, time.perf_counter() - t0)  # with the checkpoint write
+            kind = timings.device_kind(device, compiled=step_model is not model)
+            timings.record_epoch_seconds(
+                cfg, kind, time.perf_counter() - t0
+            )  # with the checkpoint write
         bar.close()
         tensors = _pack(model, opt)
         cache.save(spec, tensors, {"history": history, "epoch": end})

@@ -12,7 +12,7 @@ import warnings
 import pytest
 import torch
 
-from llfc_utils import cache, config, train
+from llfc_utils import cache, config, data, timings, train
 from llfc_utils.tools import plan, run
 
 CPU = torch.device("cpu")
@@ -194,7 +194,7 @@ def test_timings_are_recorded_per_epoch_and_used_by_the_estimate(_private_timing
     assert plan.epoch_estimate(TINY, CPU)[1] == "guess: from FLOPs"
     _, history = train.train_model(TINY, 0, CPU)
     record = json.loads(_private_timings.read_text())
-    seconds = record["devices"]["cpu"][train.timing_key(TINY)]["seconds"]
+    seconds = record["devices"]["cpu"][timings.timing_key(TINY)]["seconds"]
     assert len(seconds) == TINY.epochs
     # each recorded epoch includes its checkpoint write, so it is at least the history's seconds
     assert all(s >= h * 0.999 for s, h in zip(seconds, history["seconds"], strict=True))
@@ -207,10 +207,10 @@ def test_timings_are_recorded_per_epoch_and_used_by_the_estimate(_private_timing
 
 def test_timings_keep_the_last_few_and_take_their_median():
     for s in (100.0, 1.0, 2.0, 3.0, 4.0, 5.0):
-        train.record_epoch_seconds(TINY, "cpu", s)
-    assert train.epoch_seconds(TINY, "cpu") == 3.0  # 100 dropped: only the last 5 are kept
-    assert train.epoch_seconds(TINY, "NVIDIA H100 80GB HBM3") is None
-    assert train.epoch_seconds(TINY.replace(lr=0.1), "cpu") is None
+        timings.record_epoch_seconds(TINY, "cpu", s)
+    assert timings.epoch_seconds(TINY, "cpu") == 3.0  # 100 dropped: only the last 5 are kept
+    assert timings.epoch_seconds(TINY, "NVIDIA H100 80GB HBM3") is None
+    assert timings.epoch_seconds(TINY.replace(lr=0.1), "cpu") is None
 
 
 @pytest.mark.parametrize(
@@ -219,27 +219,27 @@ def test_timings_keep_the_last_few_and_take_their_median():
 )
 def test_a_corrupt_timings_file_is_tolerated(_private_timings, content):
     _private_timings.write_text(content)
-    key = train.timing_key(TINY)
+    key = timings.timing_key(TINY)
     if '"k"' in content:  # well-formed around a malformed entry: read without complaint
         content = content.replace('"k"', json.dumps(key))
         _private_timings.write_text(content)
-        assert train.epoch_seconds(TINY, "cpu") is None
+        assert timings.epoch_seconds(TINY, "cpu") is None
     else:
         with pytest.warns(UserWarning, match="unreadable timings file"):
-            assert train.epoch_seconds(TINY, "cpu") is None
+            assert timings.epoch_seconds(TINY, "cpu") is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # recording replaces the bad file without a warning
-        train.record_epoch_seconds(TINY, "cpu", 2.5)
-    assert train.epoch_seconds(TINY, "cpu") == 2.5
+        timings.record_epoch_seconds(TINY, "cpu", 2.5)
+    assert timings.epoch_seconds(TINY, "cpu") == 2.5
 
 
 def test_an_unwritable_timings_file_does_not_stop_training(tmp_path, monkeypatch):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     monkeypatch.setenv("LLFC_TIMINGS", str(blocker / "sub" / "epoch_seconds.json"))
-    train.record_epoch_seconds(TINY, "cpu", 1.0)  # no exception
+    timings.record_epoch_seconds(TINY, "cpu", 1.0)  # no exception
     with pytest.warns(UserWarning, match="unreadable timings file"):
-        assert train.epoch_seconds(TINY, "cpu") is None
+        assert timings.epoch_seconds(TINY, "cpu") is None
 
 
 def test_flops_of_the_mlp_match_a_hand_count():
@@ -358,8 +358,8 @@ def test_compile_falls_back_with_a_warning_when_unavailable(monkeypatch):
         model, history = train.train_model(TINY, 0, CPU)
     assert math.isfinite(history["train_loss"][-1])
     assert (
-        train.device_kind(CPU, compiled=False)
-        in json.loads((train.timings_path()).read_text())["devices"]
+        timings.device_kind(CPU, compiled=False)
+        in json.loads((timings.timings_path()).read_text())["devices"]
     )
 
 
@@ -390,7 +390,7 @@ def test_a_compile_failure_mid_epoch_restarts_the_epoch_without_compiling(monkey
     assert history["train_loss"] == href["train_loss"]
     for (name, p), q in zip(ref.state_dict().items(), model.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
-    assert list(json.loads(train.timings_path().read_text())["devices"]) == ["cpu"]
+    assert list(json.loads(timings.timings_path().read_text())["devices"]) == ["cpu"]
 
 
 def test_cudnn_autotune_is_restored_after_training():
@@ -405,7 +405,7 @@ def test_optimiser_state_takes_the_layout_of_its_parameter():
     cfg = config.get("smoke", "cnn")
     model = train.build_model(cfg, 0).to(memory_format=torch.channels_last)
     opt = train.make_optimizer(cfg, model)
-    channels, size = train.input_shape(cfg)
+    channels, size = data.input_shape(cfg.dataset, cfg.pad32)
     x = torch.randn(2, channels, size, size).contiguous(memory_format=torch.channels_last)
     model(x).sum().backward()
     opt.step()
@@ -446,4 +446,4 @@ def test_compiled_training_matches_eager_closely(monkeypatch, tmp_path):
         eager.state_dict().items(), compiled.state_dict().values(), strict=True
     ):
         assert torch.allclose(p, q, atol=1e-3), name  # 2e-4 here; 1e-2 with other masks
-    assert "cpu +compile" in json.loads(train.timings_path().read_text())["devices"]
+    assert "cpu +compile" in json.loads(timings.timings_path().read_text())["devices"]

@@ -8,7 +8,7 @@ the cache keys looked up here are exactly the ones training will look up. When a
 training calls change, change its function here too (tests/test_plan.py checks chapter 01 against
 real training, and every chapter's calls by name).
 
-Seconds per epoch come from `train.epoch_seconds` (measured on this device kind, recorded by every
+Seconds per epoch come from `timings.epoch_seconds` (measured on this device kind, recorded by every
 training run) when there is a measurement, else from a guess: a table of per-epoch seconds
 measured once on a 2-core CPU for the `cpu` profile, or a FLOPs count over an assumed throughput.
 The printout says which numbers are measured and which are guesses.
@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from llfc_utils import cache, config, models, train
+from llfc_utils import cache, config, data, models, timings, train
 from llfc_utils.config import TrainConfig
 
 SIZES = {"mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000), "cifar10": (50_000, 10_000)}
@@ -52,8 +52,8 @@ PEAK_TFLOPS: tuple[tuple[str, float, str], ...] = (
 # Seconds per epoch measured on the 2-core CPU this book is built on (README), for the `cpu`
 # profile's configs; keyed by timing key, so a changed config falls back to the FLOPs guess.
 CPU_EPOCH_SECONDS = {
-    train.timing_key(config.PROFILES["cpu"]["mlp"]): 7.0,
-    train.timing_key(config.PROFILES["cpu"]["cnn"]): 5.0,
+    timings.timing_key(config.PROFILES["cpu"]["mlp"]): 7.0,
+    timings.timing_key(config.PROFILES["cpu"]["cnn"]): 5.0,
 }
 # The throughput those two measurements imply (about 44 and 31 GFLOP/s of counted FLOPs, see
 # `train_flops`); the lower one, for any other config on a CPU.
@@ -305,7 +305,7 @@ def n_modules(cfg: TrainConfig) -> int:
 
 
 def _model_stats(cfg: TrainConfig) -> tuple[float, float, int, int]:
-    channels, size = train.input_shape(cfg)
+    channels, size = data.input_shape(cfg.dataset, cfg.pad32)
     return _count(cfg.model, json.dumps(cfg.model_kwargs, sort_keys=True), channels, size)
 
 
@@ -352,12 +352,12 @@ def guess_epoch_seconds(cfg: TrainConfig, device: torch.device) -> float:
 def epoch_estimate(cfg: TrainConfig, device: torch.device) -> tuple[float, str]:
     """(seconds per epoch, where that number comes from) for cfg on `device`."""
     compiled = train.compile_requested()
-    for kind in dict.fromkeys([train.device_kind(device, compiled), train.device_kind(device)]):
-        seconds = train.epoch_seconds(cfg, kind)
+    for kind in dict.fromkeys([timings.device_kind(device, compiled), timings.device_kind(device)]):
+        seconds = timings.epoch_seconds(cfg, kind)
         if seconds is not None:
             return seconds, f"measured on {kind}"
     if device.type == "cpu":
-        seconds = CPU_EPOCH_SECONDS.get(train.timing_key(cfg.replace(amp="bf16")))
+        seconds = CPU_EPOCH_SECONDS.get(timings.timing_key(cfg.replace(amp="bf16")))
         if seconds is not None:
             return seconds, "guess: measured once on a 2-core CPU"
     return guess_epoch_seconds(cfg, device), "guess: from FLOPs"
@@ -385,7 +385,7 @@ def make(
         plan = ChapterPlan(chapter, None if runs is None else [])
         for run in runs or []:
             epochs, status, note = _to_train(run, device, built)
-            key = train.timing_key(run.cfg)
+            key = timings.timing_key(run.cfg)
             if key not in estimates:
                 estimates[key] = epoch_estimate(run.cfg, device)
             per_epoch, source = estimates[key]
@@ -441,7 +441,7 @@ def report(plans: list[ChapterPlan], profile: str, device: torch.device | str | 
     """The full plan: per chapter, every run and whether it is cached; the configs; the summary."""
     device = torch.device(device) if device is not None else train.default_device()
     compiled = " with torch.compile" if train.compile_requested() else ""
-    out = [f"Plan for profile {profile!r} on {train.device_kind(device)}{compiled}"]
+    out = [f"Plan for profile {profile!r} on {timings.device_kind(device)}{compiled}"]
     recipes: dict[str, tuple[str, TrainConfig]] = {}  # timing key -> (name, config)
     for p in plans:
         if p.runs is None:
@@ -458,7 +458,7 @@ def report(plans: list[ChapterPlan], profile: str, device: torch.device | str | 
         ]
         for name, r in zip(names, p.runs, strict=True):
             run = r.run
-            recipes.setdefault(train.timing_key(run.cfg), (name, run.cfg))
+            recipes.setdefault(timings.timing_key(run.cfg), (name, run.cfg))
             note = f" ({r.note})" if r.note else ""
             out.append(
                 f"  {name:<{w}} {run.pair:<13} {run.init_seed:>4}  {_segments(run):<20} "

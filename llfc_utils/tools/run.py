@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             check_parameters(name, {"profile": args.profile, **params})
         except ValueError as e:
             parser.error(str(e))
-    from llfc_utils import train  # after the cheap checks: this imports torch
+    from llfc_utils import timings, train  # after the cheap checks: this imports torch
     from llfc_utils.tools import plan  # after the cheap checks: this imports torch
 
     try:
@@ -219,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         print(plan.report(plans, args.profile), flush=True)
         return 0
     if plans is not None:
-        print(f"Estimated training (profile {args.profile} on {train.device_kind()}):")
+        print(
+            f"Estimated training (profile {args.profile} on {timings.device_kind(train.default_device())}):"
+        )
         print(plan.summary(plans), flush=True)
     for i, name in enumerate(todo, 1):
         t0 = time.perf_counter()
