@@ -80,6 +80,26 @@ def paths(spec: dict[str, Any]) -> tuple[Path, Path]:
     return cache_dir() / f"{key}.safetensors", cache_dir() / f"{key}.json"
 
 
+def stored(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The sidecar record of spec's checkpoint if it is there and describes spec, else None.
+
+    Cheap (the tensors are not read or hashed): for asking what the cache holds; `load` checks all.
+    """
+    weights, sidecar = paths(spec)
+    try:
+        record = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = (
+        isinstance(record, dict)
+        and record.get("version") == VERSION
+        and record.get("key") == key_of(spec)
+        and record.get("spec") == _canonical(spec)
+        and weights.is_file()
+    )
+    return record if ok else None
+
+
 def save(spec: dict[str, Any], tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     """Store `tensors` (moved to CPU) and `meta` under the key of `spec`; return the tensor file."""
     for name, t in tensors.items():
