@@ -56,3 +56,21 @@ def markdown(claims: list[dict[str, Any]]) -> str:
             f"| {c['claim']} | {c['ours']} | {c['paper']} | {'yes' if c['holds'] else '**no**'} |"
         )
     return "\n".join(rows)
+
+
+def table(claims: list[dict[str, Any]]) -> Any:
+    """The claims as a table: a pandas Styler, rendered as HTML (a failing claim in bold)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        [
+            {"claim": c["claim"], "ours": c["ours"], "paper": c["paper"], "holds": bool(c["holds"])}
+            for c in claims
+        ],
+        columns=["claim", "ours", "paper", "holds"],
+    )
+    return (
+        frame.style.format({"holds": lambda h: "yes" if h else "no"})
+        .hide(axis="index")
+        .map(lambda h: "" if h else "font-weight: bold", subset=["holds"])
+    )
