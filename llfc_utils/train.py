@@ -381,90 +381,144 @@ def _run(
         hit = cache.load(spec)  # another process may have built it meanwhile
         if hit is not None:
             return hit[0], hit[1]["history"]
-
-        model = build_model(cfg, init_seed).to(device)
-        if device.type == "cuda":
-            if cfg.model != "mlp":
-                model = model.to(memory_format=torch.channels_last)
-            if cfg.amp == "bf16" and torch.cuda.get_device_capability(device)[0] < 8:  # pre-Ampere
-                warnings.warn(
-                    f"{torch.cuda.get_device_name(device)} has no native bfloat16, so bf16 "
-                    "autocast is emulated and slow; set LLFC_AMP=fp32 (or run with --amp fp32).",
-                    stacklevel=2,
-                )
-        step_model = maybe_compile(model, device)  # the same parameters, maybe compiled
-        opt = make_optimizer(cfg, model)
-        history: History = {
-            k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
-        }
-        start = 0
-        if len(segments) > 1:  # continue from the cached end of the previous segment
-            tensors, history = _run(cfg, init_seed, segments[:-1], device, label)
-            _unpack(tensors, model, opt)
-            start = sum(n for _, n in segments[:-1])
         resume_spec = {**spec, "resume": True}
-        partial = cache.load(resume_spec)
-        if partial is not None:
-            _unpack(partial[0], model, opt)
-            history, start = partial[1]["history"], partial[1]["epoch"]
+        model, step_model, opt = _prepare(cfg, init_seed, device)
+        history, start = _restore(cfg, init_seed, segments, device, label, model, opt, resume_spec)
+        _fit(cfg, segments, device, label, model, step_model, opt, history, start, resume_spec)
+        return _save(spec, resume_spec, model, opt, history, sum(n for _, n in segments))
 
-        end = sum(n for _, n in segments)
-        every = resume_seconds()
-        x, y = dataset(cfg, "train", device)
-        xt, yt = dataset(cfg, "test", device)
-        bar = tqdm(
-            range(start, end),
-            desc=label,
-            initial=start,
-            total=end,
-            unit="epoch",
-            file=sys.stderr,
-            disable=not settings.show_progress(),
-            leave=False,
-        )
-        last_saved = time.perf_counter()
-        for epoch in bar:
-            t0 = time.perf_counter()
 
-            def one_epoch(m: nn.Module, epoch: int = epoch) -> tuple[float, float]:
-                return train_epoch(m, opt, cfg, x, y, epoch, segments[-1][0])
+def _prepare(
+    cfg: TrainConfig, init_seed: int, device: torch.device
+) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+    """(model, the model the steps run (maybe compiled), optimiser), freshly built on `device`."""
+    model = build_model(cfg, init_seed).to(device)
+    if device.type == "cuda":
+        if cfg.model != "mlp":
+            model = model.to(memory_format=torch.channels_last)
+        if cfg.amp == "bf16" and torch.cuda.get_device_capability(device)[0] < 8:  # pre-Ampere
+            warnings.warn(
+                f"{torch.cuda.get_device_name(device)} has no native bfloat16, so bf16 "
+                "autocast is emulated and slow; set LLFC_AMP=fp32 (or run with --amp fp32).",
+                stacklevel=3,
+            )
+    step_model = maybe_compile(model, device)  # the same parameters, maybe compiled
+    return model, step_model, make_optimizer(cfg, model)
 
-            if step_model is model:
-                loss, acc = one_epoch(model)
-            else:
-                loss, acc, step_model = _compiled_epoch(
-                    step_model, model, opt, one_epoch, first=epoch == start
-                )
-            test_loss, test_acc = evaluate(model, xt, yt)
-            finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()])
-            finite_weights = bool(finite.all())  # one read-back per epoch, not one per tensor
-            if not (math.isfinite(loss) and math.isfinite(test_loss) and finite_weights):
-                raise TrainingDiverged(
-                    f"{label}: training diverged in epoch {epoch + 1} (train loss {loss}, "
-                    f"test loss {test_loss}, finite weights: {finite_weights}; lr={cfg.lr}, "
-                    f"optimizer={cfg.optimizer}); lower the learning rate. "
-                    "No checkpoint was written for this epoch."
-                )
-            seconds = time.perf_counter() - t0  # synchronised: evaluate() read its result back
-            for k, v in zip(
-                history,
-                (loss, acc, test_loss, test_acc, lr_at(cfg, epoch), seconds),
-                strict=True,
-            ):
-                history[k].append(v)
-            bar.set_postfix(loss=f"{loss:.3f}", test_acc=f"{test_acc:.3f}")
-            if epoch + 1 < end and time.perf_counter() - last_saved >= every:
-                cache.save(resume_spec, _pack(model, opt), {"history": history, "epoch": epoch + 1})
-                last_saved = time.perf_counter()
-            kind = timings.device_kind(device, compiled=step_model is not model)
-            timings.record_epoch_seconds(
-                cfg, kind, time.perf_counter() - t0
-            )  # with the checkpoint write
-        bar.close()
-        tensors = _pack(model, opt)
-        cache.save(spec, tensors, {"history": history, "epoch": end})
-        cache.remove(resume_spec)
-        return tensors, history
+
+def _restore(
+    cfg: TrainConfig,
+    init_seed: int,
+    segments: list[list[int]],
+    device: torch.device,
+    label: str,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    resume_spec: dict,
+) -> tuple[History, int]:
+    """Load where the last segment's training starts into model and opt; return (history, epoch).
+
+    From the cached end of the previous segment (built first if missing), then from this
+    segment's resume checkpoint if there is one.
+    """
+    history: History = {
+        k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
+    }
+    start = 0
+    if len(segments) > 1:  # continue from the cached end of the previous segment
+        tensors, history = _run(cfg, init_seed, segments[:-1], device, label)
+        _unpack(tensors, model, opt)
+        start = sum(n for _, n in segments[:-1])
+    partial = cache.load(resume_spec)
+    if partial is not None:
+        _unpack(partial[0], model, opt)
+        history, start = partial[1]["history"], partial[1]["epoch"]
+    return history, start
+
+
+def _fit(
+    cfg: TrainConfig,
+    segments: list[list[int]],
+    device: torch.device,
+    label: str,
+    model: nn.Module,
+    step_model: nn.Module,
+    opt: torch.optim.Optimizer,
+    history: History,
+    start: int,
+    resume_spec: dict,
+) -> None:
+    """Train from epoch `start` to the end of `segments`, appending each epoch to `history`.
+
+    Raises TrainingDiverged on a non-finite loss or weight; writes a resume checkpoint at most
+    every `resume_seconds()`; records each epoch's seconds.
+    """
+    end = sum(n for _, n in segments)
+    every = resume_seconds()
+    x, y = dataset(cfg, "train", device)
+    xt, yt = dataset(cfg, "test", device)
+    bar = tqdm(
+        range(start, end),
+        desc=label,
+        initial=start,
+        total=end,
+        unit="epoch",
+        file=sys.stderr,
+        disable=not settings.show_progress(),
+        leave=False,
+    )
+    last_saved = time.perf_counter()
+    for epoch in bar:
+        t0 = time.perf_counter()
+
+        def one_epoch(m: nn.Module, epoch: int = epoch) -> tuple[float, float]:
+            return train_epoch(m, opt, cfg, x, y, epoch, segments[-1][0])
+
+        if step_model is model:
+            loss, acc = one_epoch(model)
+        else:
+            loss, acc, step_model = _compiled_epoch(
+                step_model, model, opt, one_epoch, first=epoch == start
+            )
+        test_loss, test_acc = evaluate(model, xt, yt)
+        finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()])
+        finite_weights = bool(finite.all())  # one read-back per epoch, not one per tensor
+        if not (math.isfinite(loss) and math.isfinite(test_loss) and finite_weights):
+            raise TrainingDiverged(
+                f"{label}: training diverged in epoch {epoch + 1} (train loss {loss}, "
+                f"test loss {test_loss}, finite weights: {finite_weights}; lr={cfg.lr}, "
+                f"optimizer={cfg.optimizer}); lower the learning rate. "
+                "No checkpoint was written for this epoch."
+            )
+        seconds = time.perf_counter() - t0  # synchronised: evaluate() read its result back
+        for k, v in zip(
+            history,
+            (loss, acc, test_loss, test_acc, lr_at(cfg, epoch), seconds),
+            strict=True,
+        ):
+            history[k].append(v)
+        bar.set_postfix(loss=f"{loss:.3f}", test_acc=f"{test_acc:.3f}")
+        if epoch + 1 < end and time.perf_counter() - last_saved >= every:
+            cache.save(resume_spec, _pack(model, opt), {"history": history, "epoch": epoch + 1})
+            last_saved = time.perf_counter()
+        kind = timings.device_kind(device, compiled=step_model is not model)
+        timings.record_epoch_seconds(cfg, kind, time.perf_counter() - t0)  # with the save
+    bar.close()
+
+
+def _save(
+    spec: dict,
+    resume_spec: dict,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    history: History,
+    end: int,
+) -> tuple[dict[str, torch.Tensor], History]:
+    """Store the finished segment's checkpoint, drop its resume checkpoint; return (tensors, history)."""
+    tensors = _pack(model, opt)
+    cache.save(spec, tensors, {"history": history, "epoch": end})
+    cache.remove(resume_spec)
+    return tensors, history
 
 
 def train_run(
