@@ -11,7 +11,7 @@
 - The learning-rate study: the configs it trains (`lr_variants`) and a one-row summary of a pair
   (`pair_summary`): barrier and LLFC.
 
-The figure helpers of the chapter are here too (one per kind of figure).
+Its figures are drawn by `plots` (angle_bars, stitching_lines, bn_reset_curves, recipe_bars).
 """
 
 from __future__ import annotations
@@ -19,18 +19,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from scipy.linalg import subspace_angles
 from scipy.stats import rankdata
 from torch import nn
 
 from llfc_utils import features, interpolate, metrics
-from llfc_utils.config import TrainConfig
-from llfc_utils.plots import use_style
+from llfc_utils.config import TrainConfig, check_batch_size
+from llfc_utils.features import (  # beyond.weight_layers: the chapter's name
+    WEIGHT_KINDS,
+    weight_layers,
+)
 
 SIDES = ("left", "right")
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam"}  # how labels and tables name them
@@ -38,14 +39,9 @@ OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam"}  # how labels and tables name t
 # ---------------------------------------------------------------- principal angles
 
 
-def weight_layers(model: nn.Module) -> list[str]:
-    """The names of the Linear and Conv2d layers of `model`, in forward order (the authors' layers)."""
-    return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-
-
 def weight_matrix(module: nn.Module) -> torch.Tensor:
     """The weight of a Linear or Conv2d layer as a float64 CPU matrix of shape (out, in * kh * kw)."""
-    if not isinstance(module, (nn.Linear, nn.Conv2d)):
+    if not isinstance(module, WEIGHT_KINDS):
         raise TypeError(f"need a Linear or Conv2d layer, got {type(module).__name__}")
     w = module.weight.detach().double().cpu()
     return w.reshape(w.shape[0], -1)
@@ -168,8 +164,7 @@ def stitching(
     unknown = [l for l in layers if l not in mods]
     if unknown:
         raise ValueError(f"unknown layer(s) {unknown}; valid: {weight_layers(receiver)}")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    check_batch_size(batch_size)
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"need as many labels as inputs (> 0), got {len(x)} and {len(y)}")
     receiver.eval(), donor.eval()
@@ -276,121 +271,3 @@ def pair_summary(
         "llfc_ratio": llfc_ratio(llfc),
         "curve": curve,
     }
-
-
-# ---------------------------------------------------------------- figures
-
-
-def _grouped_x(n_layers: int, i: int, n_series: int) -> list[float]:
-    width = 0.8 / n_series
-    return [k + (i - (n_series - 1) / 2) * width for k in range(n_layers)]
-
-
-def angle_bars(results: Mapping[str, Mapping], title: str = "") -> Figure:
-    """Mean principal angle per layer, one bar per pair, and the random-subspace reference (black ticks).
-
-    `results` maps a pair label to `layer_principal_angles` output (the same layers for all).
-    """
-    use_style()
-    labels = list(results)
-    layers = results[labels[0]]["layers"]
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(layers) + 2), 3.6))
-    width = 0.8 / len(labels)
-    for i, label in enumerate(labels):
-        xs = _grouped_x(len(layers), i, len(labels))
-        ax.bar(xs, [results[label]["mean"][l] for l in layers], width, color=f"C{i}", label=label)
-    ref = results[labels[0]]["random"]
-    ax.scatter(
-        range(len(layers)),
-        [ref[l] for l in layers],
-        marker="_",
-        s=900,
-        color="k",
-        zorder=3,
-        label="random subspaces",
-    )
-    ax.set_ylim(0, 112)  # room for the legend above the 90-degree mark
-    ax.set_yticks([0, 15, 30, 45, 60, 75, 90])
-    ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right")
-    ax.set(xlabel="layer (module name)", ylabel="mean principal angle (degrees)", title=title)
-    ax.legend(fontsize=7, ncol=len(labels) + 1, loc="upper center", markerscale=0.4)
-    fig.tight_layout()
-    return fig
-
-
-def stitching_lines(
-    results: Mapping[str, Mapping], own_acc: Mapping[str, float], title: str = ""
-) -> Figure:
-    """Stitched test accuracy per layer, one line per series, each receiver's own accuracy dashed.
-
-    `results` maps a series label to `stitching` output; `own_acc` maps the same labels to the
-    receiver's own accuracy (a dashed line in the series' colour). Chance (10 %) is dotted.
-    """
-    use_style()
-    labels = list(results)
-    layers = results[labels[0]]["layers"]
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(layers) + 2), 3.6))
-    xs = range(len(layers))
-    for i, label in enumerate(labels):
-        accs = [100 * results[label]["acc"][l] for l in layers]
-        ax.plot(xs, accs, marker="o", color=f"C{i}", label=label)
-        ax.axhline(100 * own_acc[label], color=f"C{i}", ls="--", lw=0.8)
-    ax.axhline(10, color="0.5", ls=":", lw=0.8, label="chance")
-    ax.set_ylim(0, 100)
-    ax.set_xticks(list(xs), layers, rotation=45, ha="right")
-    ax.set(xlabel="stitched layer (module name)", ylabel="test accuracy (%)", title=title)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def bn_reset_curves(
-    plain: Mapping[str, Mapping[str, Sequence[float]]],
-    reset: Mapping[str, Mapping[str, Sequence[float]]],
-    title: str = "",
-) -> Figure:
-    """Test error along the path per pair: interpolated BN statistics (solid) and recomputed (dashed)."""
-    use_style()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for i, label in enumerate(plain):
-        for curves, style, note in ((plain, "-", "interpolated stats"), (reset, "--", "BN reset")):
-            c = curves[label]
-            ax.plot(
-                c["alpha"],
-                [100 * e for e in c["test_err"]],
-                style,
-                marker=".",
-                color=f"C{i}",
-                label=f"{label}, {note}",
-            )
-    ax.set(
-        xlabel=r"$\alpha$  (0 = model B, 1 = model A)",
-        ylabel="test error (%)",
-        title=title,
-    )
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def recipe_bars(rows: Mapping[str, Mapping[str, float]], title: str = "") -> Figure:
-    """Per training recipe: the test-loss barrier (left) and the largest LLFC / baseline ratio (right)."""
-    use_style()
-    labels = list(rows)
-    fig, (ax_b, ax_r) = plt.subplots(1, 2, figsize=(9, 3.4))
-    xs = range(len(labels))
-    colors = [f"C{i}" for i in xs]
-    ax_b.bar(xs, [rows[l]["barrier_loss"] for l in labels], color=colors)
-    ax_r.bar(xs, [rows[l]["llfc_ratio"] for l in labels], color=colors)
-    ax_b.set(xlabel="recipe", ylabel="test-loss barrier", title="LMC: the barrier")
-    ax_r.set(
-        xlabel="recipe",
-        ylabel=r"max LLFC / baseline at $\alpha$ = 0.5",
-        title="LLFC: the worst hidden layer",
-    )
-    for ax in (ax_b, ax_r):
-        ax.set_xticks(list(xs), labels, rotation=20, ha="right")
-    if title:
-        fig.suptitle(title, y=1.02)
-    fig.tight_layout()
-    return fig

@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import torch
 from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
-from llfc_utils import env_dir, home
+from llfc_utils import settings
 
 VERSION = 1  # training semantics; bump when the same spec would now train something else
 
@@ -40,7 +41,7 @@ class CheckpointWarning(UserWarning):
 
 def cache_dir() -> Path:
     """The checkpoint folder: $LLFC_CACHE, default ~/.cache/llfc_book/checkpoints."""
-    return env_dir("LLFC_CACHE", home() / "checkpoints")
+    return settings.folder("LLFC_CACHE")
 
 
 def _canonical(spec: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +63,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
     """Call write(tmp_path), then rename tmp_path onto path (same folder, so atomic).
 
     The file gets the permissions the user's umask gives new files (safetensors, like mkstemp,
@@ -100,6 +101,26 @@ def paths(spec: dict[str, Any]) -> tuple[Path, Path]:
     """(tensor file, sidecar) of the checkpoint of `spec`."""
     key = key_of(spec)
     return cache_dir() / f"{key}.safetensors", cache_dir() / f"{key}.json"
+
+
+def stored(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The sidecar record of spec's checkpoint if it is there and describes spec, else None.
+
+    Cheap (the tensors are not read or hashed): for asking what the cache holds; `load` checks all.
+    """
+    weights, sidecar = paths(spec)
+    try:
+        record = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = (
+        isinstance(record, dict)
+        and record.get("version") == VERSION
+        and record.get("key") == key_of(spec)
+        and record.get("spec") == _canonical(spec)
+        and weights.is_file()
+    )
+    return record if ok else None
 
 
 def save(spec: dict[str, Any], tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-import os
 from dataclasses import dataclass, field
 from typing import Any
+
+from llfc_utils import settings
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step")
@@ -269,9 +270,15 @@ def profile(name: str) -> dict[str, TrainConfig]:
     return PROFILES[name]
 
 
+def check_batch_size(batch_size: int) -> None:
+    """Raise ValueError unless `batch_size` is a positive number of samples."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+
+
 def amp_override() -> str | None:
     """The precision $LLFC_AMP asks for ("bf16" or "fp32"), or None when it is unset."""
-    value = os.environ.get("LLFC_AMP", "").strip().lower()
+    value = (settings.get("LLFC_AMP") or "").lower()
     if not value:
         return None
     if value not in AMP:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llfc_utils import env_dir, home
+from llfc_utils import settings
 
 NAMES = ("mnist", "fashion_mnist", "cifar10")
 SPLITS = ("train", "test")
@@ -59,7 +59,7 @@ class DataUnavailable(RuntimeError):
 
 def data_root() -> Path:
     """The data root: $LLFC_DATA, default ~/.cache/llfc_book/data."""
-    return env_dir("LLFC_DATA", home() / "data")
+    return settings.folder("LLFC_DATA")
 
 
 def _check_name_split(name: str, split: str) -> None:
@@ -278,6 +278,14 @@ def load(
     x = (x - mean) / std
     y = torch.from_numpy(labels.astype(np.int64))
     return x.to(device), y.to(device)
+
+
+def input_shape(name: str, pad32: bool = False) -> tuple[int, int]:
+    """(channels, image size) of data set `name` as `load` returns it (`pad32`: 28 -> 32)."""
+    _check_name_split(name, "train")
+    channels = 3 if name == "cifar10" else 1
+    size = 32 if (name == "cifar10" or pad32) else 28
+    return channels, size
 
 
 def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from llfc_utils.config import check_batch_size
 from llfc_utils.models import ResNet20
 
 
@@ -28,13 +29,19 @@ def layers(model: nn.Module, kinds: tuple[type[nn.Module], ...] | None = None) -
                 names += [f"stage{s}.block{b}.relu1", f"stage{s}.block{b}.relu2"]
         names.append("fc")
     else:
-        names = [
-            n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ReLU))
-        ]
+        names = [n for n, m in model.named_modules() if isinstance(m, (*WEIGHT_KINDS, nn.ReLU))]
     if kinds is not None:
         mods = dict(model.named_modules())
         names = [n for n in names if isinstance(mods[n], kinds)]
     return names
+
+
+WEIGHT_KINDS = (nn.Linear, nn.Conv2d)  # the layers with a weight matrix (the authors' layers)
+
+
+def weight_layers(model: nn.Module) -> list[str]:
+    """The names of the Linear and Conv2d layers of `model`, in forward order."""
+    return [n for n, m in model.named_modules() if isinstance(m, WEIGHT_KINDS)]
 
 
 def relu_layers(model: nn.Module) -> list[str]:
@@ -84,8 +91,7 @@ def iter_features(
     `flatten=False`. With `inputs=True` the layers' inputs are captured instead (e.g. ReLU
     pre-activations).
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    check_batch_size(batch_size)
     for i in range(0, len(x), batch_size):
         yield of_batch(models, x[i : i + batch_size], names, inputs, flatten)
 

@@ -14,7 +14,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from llfc_utils.train import evaluate, progress_enabled
+from llfc_utils import settings
+from llfc_utils.config import check_batch_size
+from llfc_utils.train import evaluate
 
 Curve = dict[str, list[float]]
 
@@ -111,8 +113,7 @@ def reset_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> nn.Mod
     The paper does not do this (interpolated statistics are used as they are); REPAIR (Jordan et
     al. 2023) shows that it removes much of the barrier of BN nets.
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    check_batch_size(batch_size)
     check_inputs(x, "reset_bn")
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
@@ -150,7 +151,9 @@ def lmc_curve(
     for split in data:
         for m in ("loss", "acc", "err"):
             curve[f"{split}_{m}"] = []
-    for alpha in tqdm(alphas, desc="alpha", leave=False, disable=not progress_enabled(progress)):
+    for alpha in tqdm(
+        alphas, desc="alpha", leave=False, disable=not settings.show_progress(progress)
+    ):
         model = lerp(model_a, model_b, alpha)
         if bn_reset is not None:
             reset_bn(model, bn_reset)
@@ -196,8 +199,7 @@ def logit_mix_error(
     """
     alphas = check_alphas(alphas, min_points=1)
     check_same_architecture(model_a, model_b)
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    check_batch_size(batch_size)
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"need as many labels as inputs (> 0), got {len(x)} and {len(y)}")
     wrong = torch.zeros(len(alphas), dtype=torch.int64)

@@ -25,9 +25,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from llfc_utils import features
+from llfc_utils import features, settings
+from llfc_utils.config import check_batch_size
 from llfc_utils.interpolate import check_alphas, check_inputs, check_same_architecture, lerp_state
-from llfc_utils.train import progress_enabled
 
 
 def cosine_dissimilarity(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -119,15 +119,14 @@ def llfc(
     alphas = check_alphas(alphas, min_points=1)
     check_same_architecture(model_a, model_b)
     check_inputs(x, "llfc")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    check_batch_size(batch_size)
     layers = list(layers or features.layers(model_a))
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
     net = copy.deepcopy(model_a).eval()  # runs every interpolated state, one at a time
     stats = {(l, a): Cosine() for l in layers for a in alphas}
     base = {l: Cosine() for l in layers}
     starts = range(0, len(x), batch_size)
-    for i in tqdm(starts, desc="LLFC", leave=False, disable=not progress_enabled(progress)):
+    for i in tqdm(starts, desc="LLFC", leave=False, disable=not settings.show_progress(progress)):
         xb = x[i : i + batch_size]
         fa, fb = features.of_batch([model_a, model_b], xb, layers)
         for l in layers:
@@ -187,7 +186,7 @@ def weak_additivity(
         total=total,
         desc="weak additivity",
         leave=False,
-        disable=not progress_enabled(progress),
+        disable=not settings.show_progress(progress),
     ):
         for l in layers:
             a_, b_ = ha[l].double(), hb[l].double()
@@ -242,7 +241,7 @@ def commutativity(
     check_inputs(x, "commutativity")
     mods_a, mods_b = dict(model_a.named_modules()), dict(model_b.named_modules())
     if layers is None:
-        layers = [n for n, m in mods_a.items() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        layers = features.weight_layers(model_a)
     layers = list(layers)
     sums = {l: dict.fromkeys(("res", "out_a", "out_b", "dh", "ha", "hb"), 0.0) for l in layers}
     batches = features.iter_features(
@@ -254,7 +253,7 @@ def commutativity(
         total=total,
         desc="commutativity",
         leave=False,
-        disable=not progress_enabled(progress),
+        disable=not settings.show_progress(progress),
     ):
         for l in layers:
             m = mods_a[l]
@@ -326,7 +325,7 @@ def theorem1(
     net = lerp(model_a, model_b, alpha)
     mods = [dict(m.named_modules()) for m in (model_a, model_b, net)]
     if layers is None:
-        layers = [n for n, m in mods[0].items() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        layers = features.weight_layers(model_a)
     layers = list(layers)
     keys = ("defect", "predicted", "carried", "gap", "lin", "scale")
     sums = {l: dict.fromkeys(keys, 0.0) for l in layers}
@@ -335,7 +334,11 @@ def theorem1(
     )
     total = math.ceil(len(x) / batch_size)
     for hs in tqdm(
-        batches, total=total, desc="theorem 1", leave=False, disable=not progress_enabled(progress)
+        batches,
+        total=total,
+        desc="theorem 1",
+        leave=False,
+        disable=not settings.show_progress(progress),
     ):
         for l in layers:
             m = mods[0][l]

@@ -26,6 +26,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from llfc_utils import features
+from llfc_utils.config import check_batch_size
 from llfc_utils.interpolate import check_same_architecture
 from llfc_utils.models import MLP, VGG, BasicBlock, ResNet20
 
@@ -88,7 +89,7 @@ def _spec_vgg(model: VGG) -> PermSpec:
     acts: dict[str, list[str]] = {}
     prev = None
     children = dict(model.named_children())
-    layers = [n for n, m in children.items() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    layers = features.weight_layers(model)  # VGG is a Sequential: its weight layers are children
     for j, name in enumerate(layers):
         last = j == len(layers) - 1
         p = None if last else f"P_{name}"
@@ -246,8 +247,7 @@ def activation_matching(
     (conv layers: every pixel counts as a sample; residual streams: summed over their sites),
     then one linear assignment per permutation.
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    check_batch_size(batch_size)
     if len(x) == 0:
         raise ValueError("activation matching needs at least one input, got an empty x")
     if similarity not in ("correlation", "inner"):

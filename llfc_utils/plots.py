@@ -306,7 +306,7 @@ def layer_bars(
     width = 0.8 / len(series)
     floor = 1e-17 if log else -np.inf
     for i, s in enumerate(series):
-        xs = [k + (i - (len(series) - 1) / 2) * width for k in range(len(layers))]
+        xs = _grouped_x(len(layers), i, len(series))
         stats = [_mean_std(values[s][l]) for l in layers]
         ys = [max(m, floor) for m, _ in stats]
         errs = [min(sd, y - floor) if log else sd for (_, sd), y in zip(stats, ys, strict=True)]
@@ -360,5 +360,124 @@ def barrier_vs_llfc(
             title=f"LLFC at the {layer} layer" if layer != "logits" else "LLFC at the logits",
         )
     axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- chapter 6 (beyond)
+
+
+def _grouped_x(n_layers: int, i: int, n_series: int) -> list[float]:
+    """The x positions of series `i` of `n_series` in a grouped bar chart, one group per layer."""
+    width = 0.8 / n_series
+    return [k + (i - (n_series - 1) / 2) * width for k in range(n_layers)]
+
+
+def angle_bars(results: Mapping[str, Mapping], title: str = "") -> Figure:
+    """Mean principal angle per layer, one bar per pair, and the random-subspace reference (black ticks).
+
+    `results` maps a pair label to `layer_principal_angles` output (the same layers for all).
+    """
+    use_style()
+    labels = list(results)
+    layers = results[labels[0]]["layers"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(layers) + 2), 3.6))
+    width = 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        xs = _grouped_x(len(layers), i, len(labels))
+        ax.bar(xs, [results[label]["mean"][l] for l in layers], width, color=f"C{i}", label=label)
+    ref = results[labels[0]]["random"]
+    ax.scatter(
+        range(len(layers)),
+        [ref[l] for l in layers],
+        marker="_",
+        s=900,
+        color="k",
+        zorder=3,
+        label="random subspaces",
+    )
+    ax.set_ylim(0, 112)  # room for the legend above the 90-degree mark
+    ax.set_yticks([0, 15, 30, 45, 60, 75, 90])
+    ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right")
+    ax.set(xlabel="layer (module name)", ylabel="mean principal angle (degrees)", title=title)
+    ax.legend(fontsize=7, ncol=len(labels) + 1, loc="upper center", markerscale=0.4)
+    fig.tight_layout()
+    return fig
+
+
+def stitching_lines(
+    results: Mapping[str, Mapping], own_acc: Mapping[str, float], title: str = ""
+) -> Figure:
+    """Stitched test accuracy per layer, one line per series, each receiver's own accuracy dashed.
+
+    `results` maps a series label to `stitching` output; `own_acc` maps the same labels to the
+    receiver's own accuracy (a dashed line in the series' colour). Chance (10 %) is dotted.
+    """
+    use_style()
+    labels = list(results)
+    layers = results[labels[0]]["layers"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(layers) + 2), 3.6))
+    xs = range(len(layers))
+    for i, label in enumerate(labels):
+        accs = [100 * results[label]["acc"][l] for l in layers]
+        ax.plot(xs, accs, marker="o", color=f"C{i}", label=label)
+        ax.axhline(100 * own_acc[label], color=f"C{i}", ls="--", lw=0.8)
+    ax.axhline(10, color="0.5", ls=":", lw=0.8, label="chance")
+    ax.set_ylim(0, 100)
+    ax.set_xticks(list(xs), layers, rotation=45, ha="right")
+    ax.set(xlabel="stitched layer (module name)", ylabel="test accuracy (%)", title=title)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def bn_reset_curves(
+    plain: Mapping[str, Mapping[str, Sequence[float]]],
+    reset: Mapping[str, Mapping[str, Sequence[float]]],
+    title: str = "",
+) -> Figure:
+    """Test error along the path per pair: interpolated BN statistics (solid) and recomputed (dashed)."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for i, label in enumerate(plain):
+        for curves, style, note in ((plain, "-", "interpolated stats"), (reset, "--", "BN reset")):
+            c = curves[label]
+            ax.plot(
+                c["alpha"],
+                [100 * e for e in c["test_err"]],
+                style,
+                marker=".",
+                color=f"C{i}",
+                label=f"{label}, {note}",
+            )
+    ax.set(
+        xlabel=r"$\alpha$  (0 = model B, 1 = model A)",
+        ylabel="test error (%)",
+        title=title,
+    )
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def recipe_bars(rows: Mapping[str, Mapping[str, float]], title: str = "") -> Figure:
+    """Per training recipe: the test-loss barrier (left) and the largest LLFC / baseline ratio (right)."""
+    use_style()
+    labels = list(rows)
+    fig, (ax_b, ax_r) = plt.subplots(1, 2, figsize=(9, 3.4))
+    xs = range(len(labels))
+    colors = [f"C{i}" for i in xs]
+    ax_b.bar(xs, [rows[l]["barrier_loss"] for l in labels], color=colors)
+    ax_r.bar(xs, [rows[l]["llfc_ratio"] for l in labels], color=colors)
+    ax_b.set(xlabel="recipe", ylabel="test-loss barrier", title="LMC: the barrier")
+    ax_r.set(
+        xlabel="recipe",
+        ylabel=r"max LLFC / baseline at $\alpha$ = 0.5",
+        title="LLFC: the worst hidden layer",
+    )
+    for ax in (ax_b, ax_r):
+        ax.set_xticks(list(xs), labels, rotation=20, ha="right")
+    if title:
+        fig.suptitle(title, y=1.02)
     fig.tight_layout()
     return fig

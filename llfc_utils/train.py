@@ -16,7 +16,7 @@ most every `resume_seconds()`, 30 s by default).
 
 On CUDA, training runs under bf16 autocast (`TrainConfig.amp = "fp32"` turns it off) with
 channels-last convolutions, and `LLFC_COMPILE=1` compiles the training step (`maybe_compile`).
-The seconds of every finished epoch are recorded per device kind and recipe (`epoch_seconds`),
+The seconds of every finished epoch are recorded per device kind and recipe (`llfc_utils.timings`),
 for the estimates of `llfc_utils.tools.plan`.
 """
 
@@ -24,15 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
-import os
-import statistics
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,8 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from llfc_utils import cache, data, env, home, models
-from llfc_utils.config import TrainConfig
+from llfc_utils import cache, data, models, settings, timings
+from llfc_utils.config import TrainConfig, check_batch_size
 
 History = dict[str, list[float]]
 Trajectory = tuple[int, list[tuple[int, int]], str]  # (init seed, segments, label)
@@ -56,16 +52,9 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def input_shape(cfg: TrainConfig) -> tuple[int, int]:
-    """(channels, image size) of the inputs `cfg` trains on."""
-    channels = 3 if cfg.dataset == "cifar10" else 1
-    size = 32 if (cfg.dataset == "cifar10" or cfg.pad32) else 28
-    return channels, size
-
-
 def build_model(cfg: TrainConfig, seed: int) -> nn.Module:
     """A freshly initialised model for `cfg`, seeded by `seed` (same seed, same weights)."""
-    channels, size = input_shape(cfg)
+    channels, size = data.input_shape(cfg.dataset, cfg.pad32)
     torch.manual_seed(seed)
     return models.build(cfg.model, in_channels=channels, image_size=size, **cfg.model_kwargs)
 
@@ -111,8 +100,7 @@ def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000
 ) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy of `model` (eval mode, float32) on (x, y)."""
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    check_batch_size(batch_size)
     if len(x) == 0:
         raise ValueError("evaluate needs at least one sample, got an empty x")
     was_training = model.training
@@ -288,82 +276,12 @@ def trajectory_specs(
     return [_spec(cfg, init_seed, segs[: i + 1], device) for i in range(len(segs))]
 
 
-# ---------------------------------------------------------------- measured seconds per epoch
-
-
-def timings_path() -> Path:
-    """The file of measured seconds per epoch: $LLFC_TIMINGS, default ~/.cache/llfc_book/epoch_seconds.json."""
-    return Path(env("LLFC_TIMINGS") or home() / "epoch_seconds.json").expanduser()
-
-
-def device_kind(device: torch.device | str | None = None, compiled: bool = False) -> str:
-    """What a timing was measured on: "cpu", or the CUDA device's name; " +compile" if compiled."""
-    device = torch.device(device) if device is not None else default_device()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    return name + (" +compile" if compiled else "")
-
-
-def timing_key(cfg: TrainConfig) -> str:
-    """The key of cfg's timings: the hash of its cache identity (no seeds, no device)."""
-    return cache.key_of({"config": cfg.identity()})
-
-
-def read_timings() -> dict:
-    """{device kind: {timing key: {"run": description, "seconds": [...]}}}; {} if absent or unreadable."""
-    path = timings_path()
-    try:
-        record = json.loads(path.read_text())
-        devices = record["devices"]
-        if not isinstance(devices, dict) or not all(isinstance(v, dict) for v in devices.values()):
-            raise ValueError("not a {device: {key: entry}} map")
-        return devices
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, KeyError, TypeError) as e:  # corrupt: start afresh, never fail
-        warnings.warn(f"ignoring unreadable timings file {path} ({e})", stacklevel=2)
-        return {}
-
-
-def epoch_seconds(cfg: TrainConfig, kind: str) -> float | None:
-    """The measured seconds per epoch of cfg on device kind `kind` (median of the last few), or None."""
-    seconds = _seconds(read_timings().get(kind, {}).get(timing_key(cfg)))
-    return statistics.median(seconds) if seconds else None
-
-
-def _seconds(entry: object) -> list[float]:
-    """The valid measurements of one timings entry (anything malformed counts as none)."""
-    values = entry.get("seconds") if isinstance(entry, dict) else None
-    if not isinstance(values, list):
-        return []
-    return [float(s) for s in values if isinstance(s, (int, float)) and math.isfinite(s) and s > 0]
-
-
-def record_epoch_seconds(cfg: TrainConfig, kind: str, seconds: float, keep: int = 5) -> None:
-    """Add one measured epoch to the timings file (atomic write; a failure to write is ignored)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a corrupt file is simply replaced
-        devices = read_timings()
-    entries = devices.setdefault(kind, {})
-    key = timing_key(cfg)
-    entries[key] = {
-        "run": f"{cfg.model} {cfg.model_kwargs} on {cfg.dataset}",
-        "seconds": [*_seconds(entries.get(key)), round(float(seconds), 4)][-keep:],
-    }
-    text = json.dumps({"version": 1, "devices": devices}, indent=1)
-    try:
-        path = timings_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cache.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-    except (OSError, ValueError):  # a read-only or full home must not stop training
-        pass
-
-
 # ---------------------------------------------------------------- torch.compile, optional
 
 
 def compile_requested() -> bool:
     """Whether $LLFC_COMPILE asks for torch.compile (set it to 1; default off)."""
-    return os.environ.get("LLFC_COMPILE", "0").strip().lower() not in ("", "0", "false", "no")
+    return settings.flag("LLFC_COMPILE")
 
 
 @functools.lru_cache(maxsize=4)
@@ -450,7 +368,7 @@ def resume_seconds() -> float:
     A killed run loses at most this much training. Writing one every epoch would cost a large share
     of a short GPU epoch (the optimiser state doubles a VGG-16's 60 MB of weights).
     """
-    value = env("LLFC_RESUME_SECONDS") or "30"
+    value = str(settings.value("LLFC_RESUME_SECONDS"))
     try:
         seconds = float(value)
     except ValueError:
@@ -461,16 +379,6 @@ def resume_seconds() -> float:
             "unset it for the default of 30 (0 writes a resume checkpoint after every epoch)"
         )
     return seconds
-
-
-def progress_enabled(progress: bool | None = None) -> bool:
-    """Whether to draw progress bars: `progress` if given, else not when $LLFC_PROGRESS is "0"."""
-    if progress is not None:
-        return progress
-    return os.environ.get("LLFC_PROGRESS", "1") != "0"
-
-
-_progress_enabled = progress_enabled
 
 
 def _run(
@@ -489,89 +397,145 @@ def _run(
         hit = cache.load(spec)  # another process may have built it meanwhile
         if hit is not None:
             return hit[0], hit[1]["history"]
-
-        model = build_model(cfg, init_seed).to(device)
-        if device.type == "cuda":
-            if cfg.model != "mlp":
-                model = model.to(memory_format=torch.channels_last)
-            if cfg.amp == "bf16" and torch.cuda.get_device_capability(device)[0] < 8:  # pre-Ampere
-                warnings.warn(
-                    f"{torch.cuda.get_device_name(device)} has no native bfloat16, so bf16 "
-                    "autocast is emulated and slow; set LLFC_AMP=fp32 (or run with --amp fp32).",
-                    stacklevel=2,
-                )
-        step_model = maybe_compile(model, device)  # the same parameters, maybe compiled
-        opt = make_optimizer(cfg, model)
-        history: History = {
-            k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
-        }
-        start = 0
-        if len(segments) > 1:  # continue from the cached end of the previous segment
-            tensors, history = _run(cfg, init_seed, segments[:-1], device, label)
-            _unpack(tensors, model, opt)
-            start = sum(n for _, n in segments[:-1])
         resume_spec = {**spec, "resume": True}
-        partial = cache.load(resume_spec)
-        if partial is not None:
-            _unpack(partial[0], model, opt)
-            history, start = partial[1]["history"], partial[1]["epoch"]
+        model, step_model, opt = _prepare(cfg, init_seed, device)
+        history, start = _restore(cfg, init_seed, segments, device, label, model, opt, resume_spec)
+        _fit(cfg, segments, device, label, model, step_model, opt, history, start, resume_spec)
+        return _save(spec, resume_spec, model, opt, history, sum(n for _, n in segments))
 
-        end = sum(n for _, n in segments)
-        every = resume_seconds()
-        x, y = dataset(cfg, "train", device)
-        xt, yt = dataset(cfg, "test", device)
-        bar = tqdm(
-            range(start, end),
-            desc=label,
-            initial=start,
-            total=end,
-            unit="epoch",
-            file=sys.stderr,
-            disable=not _progress_enabled(),
-            leave=False,
-        )
-        last_saved = time.perf_counter()
-        for epoch in bar:
-            t0 = time.perf_counter()
 
-            def one_epoch(m: nn.Module, epoch: int = epoch) -> tuple[float, float]:
-                return train_epoch(m, opt, cfg, x, y, epoch, segments[-1][0])
+def _prepare(
+    cfg: TrainConfig, init_seed: int, device: torch.device
+) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+    """(model, the model the steps run (maybe compiled), optimiser), freshly built on `device`."""
+    model = build_model(cfg, init_seed).to(device)
+    if device.type == "cuda":
+        if cfg.model != "mlp":
+            model = model.to(memory_format=torch.channels_last)
+        if cfg.amp == "bf16" and torch.cuda.get_device_capability(device)[0] < 8:  # pre-Ampere
+            warnings.warn(
+                f"{torch.cuda.get_device_name(device)} has no native bfloat16, so bf16 "
+                "autocast is emulated and slow; set LLFC_AMP=fp32 (or run with --amp fp32).",
+                stacklevel=3,
+            )
+    step_model = maybe_compile(model, device)  # the same parameters, maybe compiled
+    return model, step_model, make_optimizer(cfg, model)
 
-            if step_model is model:
-                loss, acc = one_epoch(model)
-            else:
-                loss, acc, step_model = _compiled_epoch(
-                    step_model, model, opt, one_epoch, first=epoch == start
-                )
-            test_loss, test_acc = evaluate(model, xt, yt)
-            finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()])
-            finite_weights = bool(finite.all())  # one read-back per epoch, not one per tensor
-            if not (math.isfinite(loss) and math.isfinite(test_loss) and finite_weights):
-                raise TrainingDiverged(
-                    f"{label}: training diverged in epoch {epoch + 1} (train loss {loss}, "
-                    f"test loss {test_loss}, finite weights: {finite_weights}; lr={cfg.lr}, "
-                    f"optimizer={cfg.optimizer}); lower the learning rate. "
-                    "No checkpoint was written for this epoch."
-                )
-            seconds = time.perf_counter() - t0  # synchronised: evaluate() read its result back
-            for k, v in zip(
-                history,
-                (loss, acc, test_loss, test_acc, lr_at(cfg, epoch), seconds),
-                strict=True,
-            ):
-                history[k].append(v)
-            bar.set_postfix(loss=f"{loss:.3f}", test_acc=f"{test_acc:.3f}")
-            if epoch + 1 < end and time.perf_counter() - last_saved >= every:
-                meta = {"history": history, "epoch": epoch + 1}
-                _save_or_warn(resume_spec, _pack(model, opt), meta, RESUME_NOT_SAVED)
-                last_saved = time.perf_counter()
-            kind = device_kind(device, compiled=step_model is not model)
-            record_epoch_seconds(cfg, kind, time.perf_counter() - t0)  # with the checkpoint write
-        bar.close()
-        tensors = _pack(model, opt)
-        if _save_or_warn(spec, tensors, {"history": history, "epoch": end}, MODEL_NOT_SAVED):
-            cache.remove(resume_spec)
-        return tensors, history
+
+def _restore(
+    cfg: TrainConfig,
+    init_seed: int,
+    segments: list[list[int]],
+    device: torch.device,
+    label: str,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    resume_spec: dict,
+) -> tuple[History, int]:
+    """Load where the last segment's training starts into model and opt; return (history, epoch).
+
+    From the cached end of the previous segment (built first if missing), then from this
+    segment's resume checkpoint if there is one.
+    """
+    history: History = {
+        k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
+    }
+    start = 0
+    if len(segments) > 1:  # continue from the cached end of the previous segment
+        tensors, history = _run(cfg, init_seed, segments[:-1], device, label)
+        _unpack(tensors, model, opt)
+        start = sum(n for _, n in segments[:-1])
+    partial = cache.load(resume_spec)
+    if partial is not None:
+        _unpack(partial[0], model, opt)
+        history, start = partial[1]["history"], partial[1]["epoch"]
+    return history, start
+
+
+def _fit(
+    cfg: TrainConfig,
+    segments: list[list[int]],
+    device: torch.device,
+    label: str,
+    model: nn.Module,
+    step_model: nn.Module,
+    opt: torch.optim.Optimizer,
+    history: History,
+    start: int,
+    resume_spec: dict,
+) -> None:
+    """Train from epoch `start` to the end of `segments`, appending each epoch to `history`.
+
+    Raises TrainingDiverged on a non-finite loss or weight; writes a resume checkpoint at most
+    every `resume_seconds()`; records each epoch's seconds.
+    """
+    end = sum(n for _, n in segments)
+    every = resume_seconds()
+    x, y = dataset(cfg, "train", device)
+    xt, yt = dataset(cfg, "test", device)
+    bar = tqdm(
+        range(start, end),
+        desc=label,
+        initial=start,
+        total=end,
+        unit="epoch",
+        file=sys.stderr,
+        disable=not settings.show_progress(),
+        leave=False,
+    )
+    last_saved = time.perf_counter()
+    for epoch in bar:
+        t0 = time.perf_counter()
+
+        def one_epoch(m: nn.Module, epoch: int = epoch) -> tuple[float, float]:
+            return train_epoch(m, opt, cfg, x, y, epoch, segments[-1][0])
+
+        if step_model is model:
+            loss, acc = one_epoch(model)
+        else:
+            loss, acc, step_model = _compiled_epoch(
+                step_model, model, opt, one_epoch, first=epoch == start
+            )
+        test_loss, test_acc = evaluate(model, xt, yt)
+        finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()])
+        finite_weights = bool(finite.all())  # one read-back per epoch, not one per tensor
+        if not (math.isfinite(loss) and math.isfinite(test_loss) and finite_weights):
+            raise TrainingDiverged(
+                f"{label}: training diverged in epoch {epoch + 1} (train loss {loss}, "
+                f"test loss {test_loss}, finite weights: {finite_weights}; lr={cfg.lr}, "
+                f"optimizer={cfg.optimizer}); lower the learning rate. "
+                "No checkpoint was written for this epoch."
+            )
+        seconds = time.perf_counter() - t0  # synchronised: evaluate() read its result back
+        for k, v in zip(
+            history,
+            (loss, acc, test_loss, test_acc, lr_at(cfg, epoch), seconds),
+            strict=True,
+        ):
+            history[k].append(v)
+        bar.set_postfix(loss=f"{loss:.3f}", test_acc=f"{test_acc:.3f}")
+        if epoch + 1 < end and time.perf_counter() - last_saved >= every:
+            meta = {"history": history, "epoch": epoch + 1}
+            _save_or_warn(resume_spec, _pack(model, opt), meta, RESUME_NOT_SAVED)
+            last_saved = time.perf_counter()
+        kind = timings.device_kind(device, compiled=step_model is not model)
+        timings.record_epoch_seconds(cfg, kind, time.perf_counter() - t0)  # with the save
+    bar.close()
+
+
+def _save(
+    spec: dict,
+    resume_spec: dict,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    history: History,
+    end: int,
+) -> tuple[dict[str, torch.Tensor], History]:
+    """Store the finished segment's checkpoint, drop its resume checkpoint; return (tensors, history)."""
+    tensors = _pack(model, opt)
+    if _save_or_warn(spec, tensors, {"history": history, "epoch": end}, MODEL_NOT_SAVED):
+        cache.remove(resume_spec)
+    return tensors, history
 
 
 RESUME_NOT_SAVED = "training goes on without it (a kill now loses more epochs)"

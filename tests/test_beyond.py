@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: E402
 from scipy.linalg import subspace_angles  # noqa: E402
 from torch import nn  # noqa: E402
 
-from llfc_utils import beyond, config, models, permute, train  # noqa: E402
+from llfc_utils import beyond, config, models, permute, plots, train  # noqa: E402
 
 
 def _mlp(seed: int, widths=(16, 16, 16), in_features: int = 12) -> nn.Module:
@@ -280,18 +280,18 @@ def test_figures_draw_every_series_with_labelled_axes() -> None:
         "p": beyond.layer_principal_angles(a, b, 3),
         "q": beyond.layer_principal_angles(a, a, 3),
     }
-    fig = beyond.angle_bars(angles, title="t")
+    fig = plots.angle_bars(angles, title="t")
     (ax,) = fig.axes
     assert _labelled(ax) and len(ax.patches) == 2 * 4
     st = {"A -> B": beyond.stitching(b, a, x, y)}
-    (ax,) = beyond.stitching_lines(st, {"A -> B": 0.5}).axes
+    (ax,) = plots.stitching_lines(st, {"A -> B": 0.5}).axes
     assert _labelled(ax) and len(ax.get_lines()) == 3  # the series, its receiver, chance
     curve = {"alpha": [0.0, 1.0], "test_err": [0.1, 0.2]}
-    (ax,) = beyond.bn_reset_curves({"p": curve}, {"p": curve}).axes
+    (ax,) = plots.bn_reset_curves({"p": curve}, {"p": curve}).axes
     assert _labelled(ax) and len(ax.get_lines()) == 2
     rows = {
         "SGD": {"barrier_loss": 0.1, "llfc_ratio": 0.05},
         "ADAM": {"barrier_loss": 0.0, "llfc_ratio": 0.01},
     }
-    fig = beyond.recipe_bars(rows)
+    fig = plots.recipe_bars(rows)
     assert len(fig.axes) == 2 and all(_labelled(ax) and len(ax.patches) == 2 for ax in fig.axes)

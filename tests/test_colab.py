@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from llfc_utils.tools import colab
+from llfc_utils.tools.paths import chapters
 
 
 def test_every_chapter_has_the_current_badge_and_install_cell() -> None:
     assert colab.sync(check=True) == [], "run `python -m llfc_utils.tools.colab`"
     url, branch = colab.repository()
-    for path in sorted(colab.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+    for path in chapters():
         cells = json.loads(path.read_text())["cells"]
         head = "".join(cells[0]["source"]).splitlines()
         assert head[0].startswith("# ") and head[2] == colab.badge_markdown(path.stem)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "llfc_utils"
+from llfc_utils.tools.paths import PACKAGE
+
 SCIENCE = sorted(p for p in PACKAGE.glob("*.py"))
 FORBIDDEN = ("llfc_utils.tools", "IPython", "papermill", "selenium", "dask", "nbformat", "yaml")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import os
@@ -12,7 +11,7 @@ import warnings
 import pytest
 import torch
 
-from llfc_utils import cache, config, train
+from llfc_utils import cache, config, data, timings, train
 from llfc_utils.tools import plan, run
 
 CPU = torch.device("cpu")
@@ -65,7 +64,7 @@ def test_dry_run_prints_the_plan_and_trains_nothing(capsys, monkeypatch, _isolat
     out = capsys.readouterr().out
     assert code == 0
     assert "01_lmc_basics: 4 runs, 22 epochs to train" in out, out  # 2 x 6 + 2 + 2 x 4
-    assert "spawned k=2" in out and "independent" in out
+    assert "spawned k=2" in out and "from scratch" in out
     assert "total" in out and "guess" in out
     assert not _isolated_cache.exists() or not any(_isolated_cache.iterdir())
 
@@ -157,33 +156,53 @@ def test_a_half_trained_run_counts_only_its_remaining_epochs(_isolated_cache):
     assert p.epochs == SMOKE_MLP.epochs - 4 and "resumes at epoch 4" in p.runs[0].note
 
 
-def _train_calls(chapter: str) -> set[str]:
-    """The names of the `train.train_*` functions the notebook's code cells call."""
-    nb = json.loads((run.NOTEBOOKS / f"{chapter}.ipynb").read_text())
-    names = set()
-    for cell in nb["cells"]:
-        if cell["cell_type"] != "code":
-            continue
-        src = "".join(cell["source"])
-        lines = src.splitlines()  # IPython magics (%pip, !cmd) are not Python: keep their indent
-        src = "\n".join(
-            line[: len(line) - len(line.lstrip())] + "pass"
-            if line.strip().startswith(("%", "!"))
-            else line
-            for line in lines
-        )
-        for node in ast.walk(ast.parse(src)):
-            f = node.func if isinstance(node, ast.Call) else None
-            if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
-                if f.value.id == "train" and f.attr.startswith("train_"):
-                    names.add(f.attr)
-    return names
+def _chapter(folder, name: str, *cells: tuple[str, list[str]]) -> None:
+    """Write a minimal chapter notebook: a parameters cell, then `cells` (source, tags)."""
+    nb = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    for source, tags in [('profile = "cpu"\nseed = 3\n', ["parameters"]), *cells]:
+        cell = {"cell_type": "code", "source": source, "metadata": {"tags": tags}, "outputs": []}
+        nb["cells"].append({**cell, "execution_count": None})
+    (folder / f"{name}.ipynb").write_text(json.dumps(nb))
 
 
-@pytest.mark.parametrize("chapter", [*run.chapters(), "results"])
-def test_every_chapter_has_a_plan_naming_its_notebooks_train_calls(chapter):
-    assert chapter in plan.CHAPTERS, f"add chapter {chapter} to llfc_utils/plan.py"
-    assert _train_calls(chapter) == plan.CHAPTERS[chapter][1]
+SETUP = "from llfc_utils import config, interpolate, train\ncfg = config.get(profile, 'mlp')\n"
+
+
+def test_a_new_chapter_is_planned_from_its_notebook_alone(tmp_path, monkeypatch):
+    """One training call in a new notebook: planned with no change to plan.py, nothing trained."""
+    _forbid_training(monkeypatch)
+    cell = (
+        "model, history = train.train_model(cfg, seed=seed)\n"
+        "x, y = train.dataset(cfg, 'test')\n"
+        "curve = interpolate.lmc_curve(model, model, {'test': (x, y)}, [0.0, 1.0])\n"
+        "print(f'{100 * history[\"test_acc\"][-1]:.2f}', torch.equal(x, y))\n"  # fails: skipped
+    )
+    _chapter(tmp_path, "07_new", (SETUP, []), (cell, []), ("train.train_model(cfg, 99)", ["check"]))
+    (p,) = plan.make(["07_new"], "smoke", {"07_new": {"seed": 5}}, CPU, folder=tmp_path)
+    (r,) = [x.run for x in p.runs]
+    assert (r.role, r.pair, r.init_seed, r.segments) == ("mlp", "from scratch", 5, ((5, 6),))
+    assert p.epochs == 6
+
+
+def test_a_chapter_whose_training_code_fails_on_stand_ins_is_an_error(tmp_path):
+    cell = "import torch\nfor s in (1, 2):\n    torch.equal(train.train_model(cfg, s)[0], 1)\n"
+    _chapter(tmp_path, "07_bad", (SETUP, []), (cell, []))
+    with pytest.raises(ValueError, match="plan of chapter 07_bad is incomplete.*TypeError"):
+        plan.make(["07_bad"], "smoke", {}, CPU, folder=tmp_path)
+
+
+def test_a_chapter_without_a_notebook_has_no_plan(tmp_path):
+    (p,) = plan.make(["07_missing"], "smoke", {}, CPU, folder=tmp_path)
+    assert p.runs is None
+
+
+def test_cache_stored_needs_a_matching_sidecar_and_its_tensors(_isolated_cache):
+    spec = train.trajectory_specs(TINY, 1, [(1, TINY.epochs)], CPU)[-1]
+    assert cache.stored(spec) is None
+    cache.save(spec, {"w": torch.zeros(1)}, {"epoch": 2})
+    assert cache.stored(spec)["meta"] == {"epoch": 2}
+    cache.paths(spec)[0].unlink()
+    assert cache.stored(spec) is None
 
 
 # ---------------------------------------------------------------- timings and the estimate
@@ -194,7 +213,7 @@ def test_timings_are_recorded_per_epoch_and_used_by_the_estimate(_private_timing
     assert plan.epoch_estimate(TINY, CPU)[1] == "guess: from FLOPs"
     _, history = train.train_model(TINY, 0, CPU)
     record = json.loads(_private_timings.read_text())
-    seconds = record["devices"]["cpu"][train.timing_key(TINY)]["seconds"]
+    seconds = record["devices"]["cpu"][timings.timing_key(TINY)]["seconds"]
     assert len(seconds) == TINY.epochs == len(history["seconds"])
     # one measurement per epoch; no comparison with the history's own clock reading (the file
     # rounds to 0.1 ms, so two readings of one epoch need not agree: that made this test flaky)
@@ -208,10 +227,10 @@ def test_timings_are_recorded_per_epoch_and_used_by_the_estimate(_private_timing
 
 def test_timings_keep_the_last_few_and_take_their_median():
     for s in (100.0, 1.0, 2.0, 3.0, 4.0, 5.0):
-        train.record_epoch_seconds(TINY, "cpu", s)
-    assert train.epoch_seconds(TINY, "cpu") == 3.0  # 100 dropped: only the last 5 are kept
-    assert train.epoch_seconds(TINY, "NVIDIA H100 80GB HBM3") is None
-    assert train.epoch_seconds(TINY.replace(lr=0.1), "cpu") is None
+        timings.record_epoch_seconds(TINY, "cpu", s)
+    assert timings.epoch_seconds(TINY, "cpu") == 3.0  # 100 dropped: only the last 5 are kept
+    assert timings.epoch_seconds(TINY, "NVIDIA H100 80GB HBM3") is None
+    assert timings.epoch_seconds(TINY.replace(lr=0.1), "cpu") is None
 
 
 @pytest.mark.parametrize(
@@ -220,27 +239,27 @@ def test_timings_keep_the_last_few_and_take_their_median():
 )
 def test_a_corrupt_timings_file_is_tolerated(_private_timings, content):
     _private_timings.write_text(content)
-    key = train.timing_key(TINY)
+    key = timings.timing_key(TINY)
     if '"k"' in content:  # well-formed around a malformed entry: read without complaint
         content = content.replace('"k"', json.dumps(key))
         _private_timings.write_text(content)
-        assert train.epoch_seconds(TINY, "cpu") is None
+        assert timings.epoch_seconds(TINY, "cpu") is None
     else:
         with pytest.warns(UserWarning, match="unreadable timings file"):
-            assert train.epoch_seconds(TINY, "cpu") is None
+            assert timings.epoch_seconds(TINY, "cpu") is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # recording replaces the bad file without a warning
-        train.record_epoch_seconds(TINY, "cpu", 2.5)
-    assert train.epoch_seconds(TINY, "cpu") == 2.5
+        timings.record_epoch_seconds(TINY, "cpu", 2.5)
+    assert timings.epoch_seconds(TINY, "cpu") == 2.5
 
 
 def test_an_unwritable_timings_file_does_not_stop_training(tmp_path, monkeypatch):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     monkeypatch.setenv("LLFC_TIMINGS", str(blocker / "sub" / "epoch_seconds.json"))
-    train.record_epoch_seconds(TINY, "cpu", 1.0)  # no exception
+    timings.record_epoch_seconds(TINY, "cpu", 1.0)  # no exception
     with pytest.warns(UserWarning, match="unreadable timings file"):
-        assert train.epoch_seconds(TINY, "cpu") is None
+        assert timings.epoch_seconds(TINY, "cpu") is None
 
 
 def test_flops_of_the_mlp_match_a_hand_count():
@@ -359,8 +378,8 @@ def test_compile_falls_back_with_a_warning_when_unavailable(monkeypatch):
         model, history = train.train_model(TINY, 0, CPU)
     assert math.isfinite(history["train_loss"][-1])
     assert (
-        train.device_kind(CPU, compiled=False)
-        in json.loads((train.timings_path()).read_text())["devices"]
+        timings.device_kind(CPU, compiled=False)
+        in json.loads((timings.timings_path()).read_text())["devices"]
     )
 
 
@@ -391,7 +410,7 @@ def test_a_compile_failure_mid_epoch_restarts_the_epoch_without_compiling(monkey
     assert history["train_loss"] == href["train_loss"]
     for (name, p), q in zip(ref.state_dict().items(), model.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
-    assert list(json.loads(train.timings_path().read_text())["devices"]) == ["cpu"]
+    assert list(json.loads(timings.timings_path().read_text())["devices"]) == ["cpu"]
 
 
 def test_cudnn_autotune_is_restored_after_training():
@@ -406,7 +425,7 @@ def test_optimiser_state_takes_the_layout_of_its_parameter():
     cfg = config.get("smoke", "cnn")
     model = train.build_model(cfg, 0).to(memory_format=torch.channels_last)
     opt = train.make_optimizer(cfg, model)
-    channels, size = train.input_shape(cfg)
+    channels, size = data.input_shape(cfg.dataset, cfg.pad32)
     x = torch.randn(2, channels, size, size).contiguous(memory_format=torch.channels_last)
     model(x).sum().backward()
     opt.step()
@@ -447,4 +466,4 @@ def test_compiled_training_matches_eager_closely(monkeypatch, tmp_path):
         eager.state_dict().items(), compiled.state_dict().values(), strict=True
     ):
         assert torch.allclose(p, q, atol=1e-3), name  # 2e-4 here; 1e-2 with other masks
-    assert "cpu +compile" in json.loads(train.timings_path().read_text())["devices"]
+    assert "cpu +compile" in json.loads(timings.timings_path().read_text())["devices"]

@@ -48,8 +48,8 @@ from llfc_utils import (
     train,
 )
 from llfc_utils.tools import run
+from llfc_utils.tools.paths import NOTEBOOKS, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
 # The config the subprocess tests train (6 epochs of the smoke MLP on 512 images).
 SUB = config.get("smoke", "mlp").replace(train_subset=512, test_subset=128, epochs=6)
@@ -601,7 +601,7 @@ def _sources() -> list[tuple[str, str]]:
     for folder in ("llfc_utils", "bench"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             out.append((path.read_text(), str(path.relative_to(ROOT))))
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
         for i, cell in enumerate(json.loads(path.read_text())["cells"]):
             if cell["cell_type"] == "code":
                 src = "".join(cell["source"])

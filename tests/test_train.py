@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from llfc_utils import cache, config, train
+from llfc_utils import cache, config, data, train
 
 pytestmark = pytest.mark.usefixtures("fashion_mnist")
 
@@ -58,8 +58,9 @@ def test_dataset_sizes_follow_the_config():
     xt, yt = train.dataset(TINY, "test", CPU)
     assert x.shape == (512, 1, 28, 28) and y.shape == (512,)
     assert xt.shape == (256, 1, 28, 28) and yt.shape == (256,)
-    assert train.input_shape(TINY) == (1, 28)
-    assert train.input_shape(TINY.replace(pad32=True)) == (1, 32)
+    assert data.input_shape(TINY.dataset) == (1, 28)
+    assert data.input_shape(TINY.dataset, pad32=True) == (1, 32)
+    assert data.input_shape("cifar10") == (3, 32)
     xp, _ = train.dataset(TINY.replace(pad32=True), "test", CPU)
     assert xp.shape == (256, 1, 32, 32)
 

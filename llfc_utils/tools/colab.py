@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llfc_utils import env
+from llfc_utils import settings
 from llfc_utils.tools.paths import CONFIG, NOTEBOOKS, chapters
 
 INSTALL_TAG = "colab-install"
@@ -114,8 +114,9 @@ def choose_profile(profile: str) -> str:
     `profile`; $LLFC_PROFILE wins over it (the notebook tests use it), and on Colab with a GPU
     the default "cpu" becomes "paper", the paper's own settings.
     """
-    if env("LLFC_PROFILE"):
-        return env("LLFC_PROFILE").strip()
+    chosen = settings.get("LLFC_PROFILE")
+    if chosen:
+        return chosen
     if on_colab() and profile == "cpu":
         import torch
 

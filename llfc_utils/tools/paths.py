@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatch
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent  # llfc_utils/
@@ -11,6 +12,11 @@ BOOK = ROOT / "book"  # executed chapters and book pages
 RESULTS = BOOK / "results"  # one JSON per chapter
 CONFIG = ROOT / "_config.yml"
 CHAPTER_GLOB = "[0-9][0-9]_*.ipynb"  # a chapter is a notebook named NN_name.ipynb
+
+
+def is_chapter(name: str) -> bool:
+    """Whether the file or page `name` (NN_name.ipynb, NN_name.html, NN_name) is a chapter."""
+    return fnmatch(Path(name).stem + ".ipynb", CHAPTER_GLOB)
 
 
 def chapters(folder: Path = NOTEBOOKS) -> list[Path]:

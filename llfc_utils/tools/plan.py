@@ -1,14 +1,12 @@
 """What each chapter trains, what the checkpoint cache already holds, and how long the rest takes.
 
 `python -m llfc_utils.tools.run --dry-run` prints this plan and trains nothing; a real run prints its
-summary (one line per chapter and a total) before it starts. A chapter's runs are listed by a
-function below that mirrors the training calls of its notebook, built with the trajectory
-functions `train_spawned_pair` and friends use themselves (`train.spawned_trajectories`, ...), so
-the cache keys looked up here are exactly the ones training will look up. When a notebook's
-training calls change, change its function here too (tests/test_plan.py checks chapter 01 against
-real training, and every chapter's calls by name).
+summary (one line per chapter and a total) before it starts. A chapter's runs are read from its
+notebook: `chapter_runs` runs its setup and training cells with `train.train_run`, through which
+every trainer goes, replaced by a recorder, so the cache keys looked up here are exactly the ones
+training will look up, and a new chapter is planned without any change here.
 
-Seconds per epoch come from `train.epoch_seconds` (measured on this device kind, recorded by every
+Seconds per epoch come from `timings.epoch_seconds` (measured on this device kind, recorded by every
 training run) when there is a measurement, else from a guess: a table of per-epoch seconds
 measured once on a 2-core CPU for the `cpu` profile, or a FLOPs count over an assumed throughput.
 The printout says which numbers are measured and which are guesses.
@@ -16,18 +14,29 @@ The printout says which numbers are measured and which are guesses.
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import dataclasses
 import functools
+import io
 import json
 import math
 import re
-from collections.abc import Callable
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
+from unittest import mock
 
 import torch
 
-from llfc_utils import cache, config, models, train
+from llfc_utils import cache, config, data, models, timings, train
 from llfc_utils.config import TrainConfig
+from llfc_utils.tools.paths import NOTEBOOKS
 
 SIZES = {"mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000), "cifar10": (50_000, 10_000)}
 
@@ -52,8 +61,8 @@ PEAK_TFLOPS: tuple[tuple[str, float, str], ...] = (
 # Seconds per epoch measured on the 2-core CPU this book is built on (README), for the `cpu`
 # profile's configs; keyed by timing key, so a changed config falls back to the FLOPs guess.
 CPU_EPOCH_SECONDS = {
-    train.timing_key(config.PROFILES["cpu"]["mlp"]): 7.0,
-    train.timing_key(config.PROFILES["cpu"]["cnn"]): 5.0,
+    timings.timing_key(config.PROFILES["cpu"]["mlp"]): 7.0,
+    timings.timing_key(config.PROFILES["cpu"]["cnn"]): 5.0,
 }
 # The throughput those two measurements imply (about 44 and 31 GFLOP/s of counted FLOPs, see
 # `train_flops`); the lower one, for any other config on a CPU.
@@ -75,143 +84,233 @@ class Run:
 
     role: str
     cfg: TrainConfig
-    pair: str  # "single", "independent", "spawned k=..."
+    pair: str  # "spawned k=..." or "from scratch"
     init_seed: int
     segments: tuple[tuple[int, int], ...]
     label: str
-    recipe: str = ""  # a variant of the role's recipe ("" = the profile's own)
+    recipe: str = ""  # how cfg differs from the role's recipe in the profile ("" = not at all)
 
 
-def _runs(
-    role: str, cfg: TrainConfig, pair: str, trajectories: list[train.Trajectory], recipe: str = ""
-) -> list[Run]:
-    return [
-        Run(role, cfg, pair, i, tuple(map(tuple, s)), label, recipe) for i, s, label in trajectories
+def _describe(cfg: TrainConfig, profile: str) -> tuple[str, str]:
+    """(role, recipe): the profile's role with cfg's model and data, and the fields cfg changes."""
+    roles = config.PROFILES.get(profile, {})
+    same_net = [
+        (role, base)
+        for role, base in roles.items()
+        if (base.model, base.model_kwargs, base.dataset)
+        == (cfg.model, cfg.model_kwargs, cfg.dataset)
     ]
+    for role, base in same_net:
+        if base.replace(amp=cfg.amp) == cfg:
+            return role, ""
+    if not same_net:
+        return cfg.model, ""
+    role, base = same_net[0]
+    changed = [
+        f"{f.name} {getattr(cfg, f.name)}"
+        for f in dataclasses.fields(cfg)
+        if f.name != "amp" and getattr(cfg, f.name) != getattr(base, f.name)
+    ]
+    return role, ", ".join(changed)
 
 
-def _independent(profile: str, role: str, seeds: tuple[int, int] = (1, 2)) -> list[Run]:
-    cfg = config.get(profile, role)
-    return _runs(role, cfg, "independent", train.independent_trajectories(cfg, seeds))
+class StandIn:
+    """What planning returns for a model, a history or data it did not train or load.
+
+    Anything done with it gives it back (attributes, calls, items, arithmetic); it prints as "?".
+    """
+
+    def __getattr__(self, name: str) -> StandIn:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> StandIn:
+        return self
+
+    def __getitem__(self, key: Any) -> StandIn:
+        return self
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[StandIn]:
+        return iter([self])
+
+    def __len__(self) -> int:
+        return 1
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __float__(self) -> float:
+        return math.nan
+
+    def __format__(self, spec: str) -> str:
+        return "?"
+
+    def __repr__(self) -> str:
+        return "?"
+
+    def __enter__(self) -> StandIn:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def _same(self, *args: Any) -> StandIn:
+        return self
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _same
+    __truediv__ = __rtruediv__ = __matmul__ = __rmatmul__ = __pow__ = _same
+    __neg__ = __abs__ = _same
 
 
-def _spawned(
-    profile: str, role: str, k: int, seed: int = 0, child_seeds: tuple[int, int] = (1, 2)
-) -> list[Run]:
-    cfg = config.get(profile, role)
-    trajs = train.spawned_trajectories(cfg, k, seed, child_seeds)
-    return _runs(role, cfg, f"spawned k={k}", trajs)
+def _has_stand_in(value: Any, depth: int = 0) -> bool:
+    """Whether `value` is, or holds (in lists, tuples, sets or dicts), a StandIn."""
+    if isinstance(value, StandIn):
+        return True
+    if depth > 4:
+        return False
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_has_stand_in(v, depth + 1) for v in value)
+    return False
 
 
-def _ch00(profile: str, p: dict[str, Any]) -> list[Run]:
-    # train.train_model(cfg, seed=seed) (twice: the second call loads the first)
-    cfg = config.get(profile, "mlp")
-    return _runs("mlp", cfg, "single", [train.model_trajectory(cfg, p["seed"])])
+class _Guarded:
+    """A module of this package whose functions give a StandIn when handed one (nothing computed)."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._module, name)
+        if isinstance(value, ModuleType) and value.__name__.startswith("llfc_utils"):
+            return _Guarded(value)
+        if not callable(value) or isinstance(value, type):
+            return value
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if _has_stand_in(args) or _has_stand_in(kwargs):
+                return StandIn()
+            return value(*args, **kwargs)
+
+        return guarded
 
 
-def _ch01(profile: str, p: dict[str, Any]) -> list[Run]:
-    # train_independent_pair(cfg, seeds=(1, 2)); train_spawned_pair(cfg, spawn_epoch, seed=seed,
-    # child_seeds=(seed + 1, seed + 2))
-    seed = p["seed"]
-    return _independent(profile, "mlp") + _spawned(
-        profile, "mlp", p["spawn_epoch"], seed, (seed + 1, seed + 2)
+def _trains(node: ast.AST) -> bool:
+    """Whether code `node` calls a training function (`train.train_*`, or a `train_*` name)."""
+    for n in ast.walk(node):
+        f = n.func if isinstance(n, ast.Call) else None
+        name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+        if name.startswith("train_"):
+            return True
+    return False
+
+
+def _code(cell: dict[str, Any]) -> ast.Module:
+    """A code cell's source parsed; IPython magics (%pip, !cmd) become `pass`."""
+    lines = "".join(cell["source"]).splitlines()
+    return ast.parse(
+        "\n".join(
+            line[: len(line) - len(line.lstrip())] + "pass"
+            if line.lstrip().startswith(("%", "!"))
+            else line
+            for line in lines
+        )
     )
 
 
-def _ch02(profile: str, p: dict[str, Any]) -> list[Run]:
-    # per role: train_independent_pair(cfg, seeds=(1, 2)); train_spawned_pair(cfg, k) for k in grid
-    out = []
-    for role in p["roles"]:
-        out += _independent(profile, role)
-        for k in p["spawn_epochs"][role]:
-            out += _spawned(profile, role, k)
-    return out
+SKIPPED_TAGS = {"colab-install", "check", "solution", "remove-cell"}  # never run by the planner
 
 
-def _ch03(profile: str, p: dict[str, Any]) -> list[Run]:
-    # per role: train_independent_pair(cfg, seeds=(1, 2)), then permutations of it
-    return [r for role in p["roles"] for r in _independent(profile, role)]
+def _cells(notebook: Path) -> tuple[ast.Module, list[ast.Module]]:
+    """(the parameters cell, the cells the planner runs): the setup cells, then the training cells."""
+    nb = json.loads(notebook.read_text())
+    params, setup, training = None, [], []
+    for cell in nb["cells"]:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if cell["cell_type"] != "code" or tags & SKIPPED_TAGS:
+            continue
+        if "parameters" in tags:
+            params = _code(cell)
+        elif params is not None:
+            code = _code(cell)
+            if _trains(code):
+                training.append(code)
+            elif not training:
+                setup.append(code)
+    if params is None:
+        raise ValueError(f"{notebook.name} has no cell tagged `parameters`")
+    return params, setup + training
 
 
-def _ch04(profile: str, p: dict[str, Any]) -> list[Run]:
-    # per role: train_spawned_pair(cfg, k); train_independent_pair(cfg)
-    return [
-        r
-        for role in p["roles"]
-        for r in _spawned(profile, role, p["spawn_epoch"][role]) + _independent(profile, role)
-    ]
+def chapter_runs(
+    chapter: str, profile: str, params: dict[str, Any], folder: Path = NOTEBOOKS
+) -> list[Run] | None:
+    """The runs chapter `chapter` trains with `params`, read from its notebook; None if there is none.
 
-
-def _ch05(profile: str, p: dict[str, Any]) -> list[Run]:
-    # per role: train_independent_pair(cfg, seeds=(1, 2)); train_spawned_pair(cfg, k)
-    return [
-        r
-        for role in p["roles"]
-        for r in _independent(profile, role) + _spawned(profile, role, p["spawn_epoch"][role])
-    ]
-
-
-def _ch06(profile: str, p: dict[str, Any]) -> list[Run]:
-    # per role: train_independent_pair(cfg, seeds=(1, 2)); train_spawned_pair(cfg, k); then
-    # train_spawned_pair(c, lr_spawn_epoch) for c in beyond.lr_variants(cfgs[lr_role], ...)
-    from llfc_utils import beyond  # chapter 6's module
-
-    out = [
-        r
-        for role in p["roles"]
-        for r in _independent(profile, role) + _spawned(profile, role, p["spawn_epoch"][role])
-    ]
-    role, k = p["lr_role"], p["lr_spawn_epoch"]
-    variants = beyond.lr_variants(config.get(profile, role), p["lr_factors"], p["adam_lr"])
-    for label, cfg in variants.items():
-        trajs = train.spawned_trajectories(cfg, k)
-        out += _runs(role, cfg, f"spawned k={k}", trajs, recipe=label)
-    return out
-
-
-# chapter -> (its runs, the names of the `train` functions its notebook calls)
-CHAPTERS: dict[str, tuple[Callable[[str, dict[str, Any]], list[Run]], set[str]]] = {
-    "00_training": (_ch00, {"train_model"}),
-    "01_lmc_basics": (_ch01, {"train_independent_pair", "train_spawned_pair"}),
-    "02_spawning": (_ch02, {"train_independent_pair", "train_spawned_pair"}),
-    "03_permutation": (_ch03, {"train_independent_pair"}),
-    "04_weak_additivity": (_ch04, {"train_independent_pair", "train_spawned_pair"}),
-    "05_commutativity": (_ch05, {"train_independent_pair", "train_spawned_pair"}),
-    "06_beyond": (_ch06, {"train_independent_pair", "train_spawned_pair"}),
-    "results": (lambda profile, p: [], set()),
-}
-
-
-def chapter_runs(chapter: str, profile: str, params: dict[str, Any]) -> list[Run] | None:
-    """The runs chapter `chapter` trains with `params` (all of its parameters); None if unknown."""
-    if chapter not in CHAPTERS:
+    Runs the chapter's parameters cell (then `params`), its setup cells and every cell that calls a
+    training function, with `train.train_run` (through which every trainer goes) replaced by a
+    recorder and data by stand-ins: nothing is trained or loaded. A statement that fails on a
+    stand-in is skipped, unless it trains: then the plan would be incomplete, and this raises.
+    """
+    notebook = Path(folder) / f"{chapter}.ipynb"
+    if not notebook.is_file():
         return None
-    try:
-        return CHAPTERS[chapter][0](profile, params)
-    except KeyError as e:
-        raise ValueError(
-            f"the plan of chapter {chapter} needs parameter {e}, which its notebook no longer "
-            "has (or a role missing from a per-role dict); update llfc_utils/plan.py"
-        ) from e
+    from llfc_utils.tools.run import environment  # the runner imports this module
+
+    params_cell, cells = _cells(notebook)
+    runs: list[Run] = []
+
+    def record(cfg: TrainConfig, init_seed: int, segments: list, *args: Any, **kwargs: Any):
+        role, recipe = _describe(cfg, profile)
+        segs = tuple((int(s), int(n)) for s, n in segments)
+        pair = f"spawned k={segs[0][1]}" if len(segs) > 1 else "from scratch"
+        label = kwargs.get("label", args[1] if len(args) > 1 else "")
+        run = Run(role, cfg, pair, int(init_seed), segs, label, recipe)
+        if all((r.cfg, r.init_seed, r.segments) != (cfg, run.init_seed, segs) for r in runs):
+            runs.append(run)  # a chapter that asks for a run twice trains it once
+        return StandIn(), StandIn()
+
+    def stand_ins(*args: Any, **kwargs: Any) -> tuple[StandIn, StandIn]:
+        return StandIn(), StandIn()
+
+    ns: dict[str, Any] = {"__name__": f"plan_{chapter}"}
+    exec(compile(params_cell, notebook.name, "exec"), ns)
+    ns.update(params, profile=profile)
+    env = {"LLFC_PROFILE": profile, "LLFC_PROGRESS": "0"}
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        environment({**env, "LLFC_RESULTS": scratch}),
+        mock.patch.object(train, "train_run", record),
+        mock.patch.object(train, "dataset", stand_ins),
+        mock.patch.object(data, "load", stand_ins),
+        contextlib.redirect_stdout(io.StringIO()),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        for cell in cells:
+            for statement in cell.body:
+                try:
+                    exec(compile(ast.Module([statement], []), notebook.name, "exec"), ns)
+                except Exception as e:  # noqa: BLE001 - a stand-in cannot do everything
+                    if _trains(statement):
+                        raise ValueError(
+                            f"the plan of chapter {chapter} is incomplete: its training code at "
+                            f"line {statement.lineno} of a cell raised {type(e).__name__}: {e}"
+                        ) from e
+                for name, value in list(ns.items()):
+                    if isinstance(value, ModuleType) and value.__name__.startswith("llfc_utils"):
+                        ns[name] = _Guarded(value)
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
+    return runs
 
 
 # ---------------------------------------------------------------- what the cache holds
-
-
-def _stored(spec: dict[str, Any]) -> dict[str, Any] | None:
-    """The sidecar record of spec's checkpoint if it is there and matches (tensors are not read)."""
-    weights, sidecar = cache.paths(spec)
-    try:
-        record = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        return None
-    ok = (
-        isinstance(record, dict)
-        and record.get("version") == cache.VERSION
-        and record.get("key") == cache.key_of(spec)
-        and weights.is_file()
-    )
-    return record if ok else None
 
 
 @dataclass
@@ -246,7 +345,7 @@ def _to_train(run: Run, device: torch.device, built: set[str]) -> tuple[int, str
     epochs, notes = 0, []
     for i in range(len(specs) - 1, -1, -1):
         spec, key = specs[i], cache.key_of(specs[i])
-        cached = _stored(spec) is not None
+        cached = cache.stored(spec) is not None
         if cached or key in built:
             built.add(key)
             if i == len(specs) - 1:
@@ -259,7 +358,7 @@ def _to_train(run: Run, device: torch.device, built: set[str]) -> tuple[int, str
             break
         built.add(key)
         n = spec["segments"][-1][1]
-        partial = _stored({**spec, "resume": True}) or {}
+        partial = cache.stored({**spec, "resume": True}) or {}
         epoch = (
             partial.get("meta", {}).get("epoch") if isinstance(partial.get("meta"), dict) else None
         )
@@ -305,7 +404,7 @@ def n_modules(cfg: TrainConfig) -> int:
 
 
 def _model_stats(cfg: TrainConfig) -> tuple[float, float, int, int]:
-    channels, size = train.input_shape(cfg)
+    channels, size = data.input_shape(cfg.dataset, cfg.pad32)
     return _count(cfg.model, json.dumps(cfg.model_kwargs, sort_keys=True), channels, size)
 
 
@@ -352,12 +451,12 @@ def guess_epoch_seconds(cfg: TrainConfig, device: torch.device) -> float:
 def epoch_estimate(cfg: TrainConfig, device: torch.device) -> tuple[float, str]:
     """(seconds per epoch, where that number comes from) for cfg on `device`."""
     compiled = train.compile_requested()
-    for kind in dict.fromkeys([train.device_kind(device, compiled), train.device_kind(device)]):
-        seconds = train.epoch_seconds(cfg, kind)
+    for kind in dict.fromkeys([timings.device_kind(device, compiled), timings.device_kind(device)]):
+        seconds = timings.epoch_seconds(cfg, kind)
         if seconds is not None:
             return seconds, f"measured on {kind}"
     if device.type == "cpu":
-        seconds = CPU_EPOCH_SECONDS.get(train.timing_key(cfg.replace(amp="bf16")))
+        seconds = CPU_EPOCH_SECONDS.get(timings.timing_key(cfg.replace(amp="bf16")))
         if seconds is not None:
             return seconds, "guess: measured once on a 2-core CPU"
     return guess_epoch_seconds(cfg, device), "guess: from FLOPs"
@@ -371,8 +470,9 @@ def make(
     profile: str,
     params: dict[str, dict[str, Any]],
     device: torch.device | str | None = None,
+    folder: Path = NOTEBOOKS,
 ) -> list[ChapterPlan]:
-    """The plan of `chapters` in order; params[chapter] holds all of that chapter's parameters.
+    """The plan of `chapters` (notebooks in `folder`) in order; params[chapter]: all its parameters.
 
     A run that an earlier chapter (or an earlier run) of the same plan trains counts once.
     """
@@ -381,11 +481,11 @@ def make(
     estimates: dict[str, tuple[float, str]] = {}
     plans = []
     for chapter in chapters:
-        runs = chapter_runs(chapter, profile, params.get(chapter, {}))
+        runs = chapter_runs(chapter, profile, params.get(chapter, {}), folder)
         plan = ChapterPlan(chapter, None if runs is None else [])
         for run in runs or []:
             epochs, status, note = _to_train(run, device, built)
-            key = train.timing_key(run.cfg)
+            key = timings.timing_key(run.cfg)
             if key not in estimates:
                 estimates[key] = epoch_estimate(run.cfg, device)
             per_epoch, source = estimates[key]
@@ -441,11 +541,11 @@ def report(plans: list[ChapterPlan], profile: str, device: torch.device | str | 
     """The full plan: per chapter, every run and whether it is cached; the configs; the summary."""
     device = torch.device(device) if device is not None else train.default_device()
     compiled = " with torch.compile" if train.compile_requested() else ""
-    out = [f"Plan for profile {profile!r} on {train.device_kind(device)}{compiled}"]
+    out = [f"Plan for profile {profile!r} on {timings.device_kind(device)}{compiled}"]
     recipes: dict[str, tuple[str, TrainConfig]] = {}  # timing key -> (name, config)
     for p in plans:
         if p.runs is None:
-            out += ["", f"{p.chapter}: no plan (this module does not know the chapter)"]
+            out += ["", f"{p.chapter}: no plan (no notebook of that name)"]
         if not p.runs:
             continue
         names = [r.run.role + (f" ({r.run.recipe})" if r.run.recipe else "") for r in p.runs]
@@ -453,12 +553,12 @@ def report(plans: list[ChapterPlan], profile: str, device: torch.device | str | 
         out += [
             "",
             f"{p.chapter}: {len(p.runs)} runs, {p.epochs} epochs to train",
-            f"  {'role':<{w}} {'pair':<13} {'init':>4}  {'data seed x epochs':<20} "
+            f"  {'role':<{w}} {'run':<13} {'init':>4}  {'data seed x epochs':<20} "
             f"{'epochs':>6}  status",
         ]
         for name, r in zip(names, p.runs, strict=True):
             run = r.run
-            recipes.setdefault(train.timing_key(run.cfg), (name, run.cfg))
+            recipes.setdefault(timings.timing_key(run.cfg), (name, run.cfg))
             note = f" ({r.note})" if r.note else ""
             out.append(
                 f"  {name:<{w}} {run.pair:<13} {run.init_seed:>4}  {_segments(run):<20} "

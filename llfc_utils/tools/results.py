@@ -7,13 +7,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from llfc_utils import env_dir
+from llfc_utils import settings
 from llfc_utils.tools.paths import RESULTS
 
 
 def results_dir() -> Path:
     """Where chapters write their results: $LLFC_RESULTS, default book/results in the repository."""
-    return env_dir("LLFC_RESULTS", RESULTS)
+    return settings.folder("LLFC_RESULTS") if settings.get("LLFC_RESULTS") else RESULTS
 
 
 def claim(id: str, claim: str, ours: str, paper: str, holds: bool) -> dict[str, Any]:
@@ -83,9 +83,18 @@ def mean_std(values: Any, fmt: str = "{:.3f}") -> str:
 
 
 def table(claims: list[dict[str, Any]]) -> Any:
-    """The claims as a pandas DataFrame (the book renders it as an HTML table)."""
+    """The claims as a table: a pandas Styler, rendered as HTML (a failing claim in bold)."""
     import pandas as pd
 
-    df = pd.DataFrame(claims, columns=["claim", "ours", "paper", "holds"])
-    df["holds"] = df["holds"].map({True: "yes", False: "no"})
-    return df.style.hide(axis="index")
+    frame = pd.DataFrame(
+        [
+            {"claim": c["claim"], "ours": c["ours"], "paper": c["paper"], "holds": bool(c["holds"])}
+            for c in claims
+        ],
+        columns=["claim", "ours", "paper", "holds"],
+    )
+    return (
+        frame.style.format({"holds": lambda h: "yes" if h else "no"})
+        .hide(axis="index")
+        .map(lambda h: "" if h else "font-weight: bold", subset=["holds"])
+    )

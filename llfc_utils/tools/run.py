@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from llfc_utils import settings
 from llfc_utils.config import AMP, PROFILES
 from llfc_utils.tools import paths
 from llfc_utils.tools.paths import BOOK as OUTPUT
@@ -145,7 +146,7 @@ def run_chapter(name: str, profile: str, params: dict[str, object], out_dir: Pat
     # The kernel inherits the environment: it runs `profile` even where $LLFC_PROFILE says
     # otherwise, and without progress bars (nobody watches them; the runner prints a line per
     # chapter) unless $LLFC_PROGRESS asks for them.
-    env = {"LLFC_PROFILE": profile, "LLFC_PROGRESS": os.environ.get("LLFC_PROGRESS", "0")}
+    env = {"LLFC_PROFILE": profile, "LLFC_PROGRESS": settings.get("LLFC_PROGRESS") or "0"}
     with environment(env):
         pm.execute_notebook(
             str(NOTEBOOKS / f"{name}.ipynb"),
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             check_parameters(name, {"profile": args.profile, **params})
         except ValueError as e:
             parser.error(str(e))
-    from llfc_utils import train  # after the cheap checks: this imports torch
+    from llfc_utils import timings, train  # after the cheap checks: this imports torch
     from llfc_utils.tools import plan  # after the cheap checks: this imports torch
 
     try:
@@ -308,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         print(plan.report(plans, args.profile), flush=True)
         return 0
     if plans is not None:
-        print(f"Estimated training (profile {args.profile} on {train.device_kind()}):")
+        print(
+            f"Estimated training (profile {args.profile} on {timings.device_kind(train.default_device())}):"
+        )
         print(plan.summary(plans), flush=True)
     for i, name in enumerate(todo, 1):
         t0 = time.perf_counter()

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from llfc_utils import env
-from llfc_utils.tools.paths import CHAPTER_GLOB
+from llfc_utils import settings
+from llfc_utils.tools.paths import CHAPTER_GLOB, is_chapter
 
 WINDOW = (1280, 900)
-CHROMIUM = env("LLFC_CHROMIUM") or "/usr/bin/chromium"
-CHROMEDRIVER = env("LLFC_CHROMEDRIVER") or "/usr/bin/chromedriver"
+CHROMIUM = str(settings.value("LLFC_CHROMIUM"))
+CHROMEDRIVER = str(settings.value("LLFC_CHROMEDRIVER"))
 # Without these Chromium hangs on this kind of offline machine (refused connections, first run).
 FLAGS = [
     "--headless",
@@ -46,7 +46,6 @@ FLAGS = [
     f"--window-size={WINDOW[0]},{WINDOW[1]}",
     "--hide-scrollbars",
 ]
-CHAPTER = re.compile(r"^\d\d_")
 RESULTS_PAGE = "results"
 MAX_SHOT_HEIGHT = 30000  # CSS pixels; a taller page is cut there
 INSTALL_HINT = (
@@ -167,7 +166,7 @@ def pages(build_dir: Path, toc: Path | None = None) -> list[str]:
                 walk(value)
 
     walk(yaml.safe_load(toc.read_text()))
-    names = [f for f in files if CHAPTER.match(Path(f).name) or Path(f).name == RESULTS_PAGE]
+    names = [f for f in files if is_chapter(f) or Path(f).name == RESULTS_PAGE]
     return [f"{Path(f).with_suffix('')}.html" for f in names]
 
 
@@ -291,7 +290,7 @@ def check_page(driver, url: str, page: str, shots: Path) -> PageResult:
     )
     facts = driver.execute_script(PAGE_FACTS)
     result.figures, result.sliders = facts["figures"], facts["sliders"]
-    chapter = bool(CHAPTER.match(stem))
+    chapter = is_chapter(stem)
     if facts["broken"]:
         result.problems.append(
             f"{len(facts['broken'])} image(s) did not load: {facts['broken'][:3]}"

@@ -32,11 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llfc_utils import cache
 from llfc_utils.config import PROFILES
 from llfc_utils.tools import run
+from llfc_utils.tools.paths import ROOT
 
 Grid = dict[str, list[Any]]
-SWEEPS = run.ROOT / "sweeps"
+SWEEPS = ROOT / "sweeps"
 SPLITS = (("test", "-"), ("train", "--"))  # (split, line style) in the figure
 
 
@@ -96,9 +98,9 @@ def expand(chapter: str, profile: str, grid: Grid) -> list[dict[str, Any]]:
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
+    """Write `record` to `path` atomically: a reader never sees half a file."""
+    text = json.dumps(record, indent=1, default=str)
+    cache.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def finished(folder: Path, chapter: str, profile: str, params: dict[str, Any]) -> bool:
