@@ -368,8 +368,8 @@ def theorem1(
 
 # ---------------------------------------------------------------- the verdicts: LMC <=> LLFC
 
-LMC_TOL = 0.1  # LMC: test-loss barrier below this fraction of an independent pair's barrier
-LLFC_TOL = 0.25  # LLFC: dissimilarity below this fraction of an independent pair's, at every layer
+TOL_LMC = 0.1  # LMC: test-loss barrier below this fraction of an independent pair's barrier
+TOL_LLFC = 0.25  # LLFC: dissimilarity below this fraction of an independent pair's, at every layer
 
 
 def at_alpha(result: dict, key: str = "cos_dist_per_sample", alpha: float = 0.5) -> dict:
@@ -404,7 +404,7 @@ def llfc_relative(
 
 
 def llfc_test(
-    pair: dict, reference: dict, lmc_tol: float = LMC_TOL, llfc_tol: float = LLFC_TOL
+    pair: dict, reference: dict, lmc_tol: float = TOL_LMC, llfc_tol: float = TOL_LLFC
 ) -> dict:
     """The book's one verdict on a pair: does it have LMC, and does it have LLFC?
 

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 
-from llfc_utils import cache, config, data, interpolate, metrics, models, train
+from llfc_utils import cache, config, data, interpolate, metrics, models, timings, train
 from llfc_utils.tools import results, run, sweep
 
 CPU = torch.device("cpu")
@@ -400,7 +400,7 @@ def test_empty_llfc_variables_mean_unset(tmp_path, monkeypatch):
     base = tmp_path / ".cache" / "llfc_book"
     assert cache.cache_dir() == base / "checkpoints"
     assert data.data_root() == base / "data"
-    assert train.timings_path() == base / "epoch_seconds.json"
+    assert timings.timings_path() == base / "epoch_seconds.json"
     assert train.resume_seconds() == 30
     assert results.results_dir() == run.OUTPUT / "results"
     from llfc_utils.tools import colab
@@ -426,7 +426,7 @@ def test_files_the_cache_writes_respect_the_umask(_isolated_cache):
     finally:
         os.umask(old)
     written = [*_isolated_cache.glob("*.safetensors"), *_isolated_cache.glob("*.json")]
-    written.append(train.timings_path())
+    written.append(timings.timings_path())
     assert len(written) == 3
     for path in written:
         assert stat.S_IMODE(path.stat().st_mode) == 0o664, (path, oct(path.stat().st_mode))
