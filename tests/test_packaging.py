@@ -13,7 +13,12 @@ from llfc_utils.tools.paths import ROOT
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
-DIST = {"yaml": "pyyaml", "IPython": "ipython", "PIL": "pillow", "myst_nb": "myst-nb"}  # import name -> distribution
+DIST = {
+    "yaml": "pyyaml",
+    "IPython": "ipython",
+    "PIL": "pillow",
+    "myst_nb": "myst-nb",
+}  # import name -> distribution
 
 
 def _declared(requirements: list[str]) -> set[str]:

@@ -14,7 +14,6 @@ from llfc_utils.tools.paths import NOTEBOOKS
 # A string literal holding a Markdown table's separator row ("| --- |", "|---|", "| --- " * 5), or
 # the claims table as Markdown (results.markdown; results.table gives a DataFrame's Styler).
 SEPARATOR = re.compile(r"""["'][^"'\n]*\|\s*:?-{3,}|results\.markdown\(""")
-NOT_YET = "chapters 01-05 still build Markdown tables by hand; the lead converts them"
 
 
 def markdown_tables(path: Path) -> list[str]:
@@ -29,16 +28,7 @@ def markdown_tables(path: Path) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(reason=NOT_YET, strict=False))
-        if re.match(r"0[1-5]_", p.name)
-        else p
-        for p in sorted(NOTEBOOKS.glob("*.ipynb"))
-    ],
-    ids=lambda p: p.stem,
-)
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.stem)
 def test_no_chapter_builds_a_markdown_table_by_hand(path: Path) -> None:
     found = markdown_tables(path)
     assert not found, f"{path.name} builds Markdown tables by hand (use a DataFrame): {found}"

@@ -48,16 +48,6 @@ def write(
     return path
 
 
-def markdown(claims: list[dict[str, Any]]) -> str:
-    """The claims as a Markdown table (for `IPython.display.Markdown`)."""
-    rows = ["| claim | ours | paper | holds |", "| --- | --- | --- | --- |"]
-    for c in claims:
-        rows.append(
-            f"| {c['claim']} | {c['ours']} | {c['paper']} | {'yes' if c['holds'] else '**no**'} |"
-        )
-    return "\n".join(rows)
-
-
 def glue(name: str, value: Any, fmt: str = "{}") -> None:
     """Make a number quotable in the chapter's prose as {glue:md}`name`.
 
