@@ -63,7 +63,8 @@ def test_dry_run_prints_the_plan_and_trains_nothing(capsys, monkeypatch, _isolat
     code = run.main(["--profile", "smoke", "--chapters", "01_lmc_basics", "--dry-run"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "01_lmc_basics: 4 runs, 22 epochs to train" in out, out  # 2 x 6 + 2 + 2 x 4
+    # 3 seeds, each 2 x 6 + 2 + 2 x 4
+    assert "01_lmc_basics: 12 runs, 66 epochs to train" in out, out
     assert "spawned k=2" in out and "from scratch" in out
     assert "total" in out and "guess" in out
     assert not _isolated_cache.exists() or not any(_isolated_cache.iterdir())
@@ -79,7 +80,7 @@ def test_dry_run_of_the_paper_profile_on_the_cpu(capsys, monkeypatch, tmp_path):
     # mlp: 2 x 30 + (2 x 30) + (1 + 2 x 29) + (2 + 2 x 28) + (5 + 2 x 25); cnn likewise over 160
     mlp = 60 + 60 + 59 + 58 + 55
     cnn = 320 + 320 + 319 + 317
-    assert f"02_spawning: 18 runs, {mlp + cnn} epochs to train" in out, out
+    assert f"02_spawning: 54 runs, {3 * (mlp + cnn)} epochs to train" in out, out  # 3 seeds
     assert "guess: from FLOPs" in out
     assert not (tmp_path / "no_data").exists()  # no download was attempted
 
@@ -122,16 +123,17 @@ def test_plan_of_chapter_01_is_exactly_what_training_caches(_isolated_cache, mon
     """Oracle: train as the notebook's training cell does, then compare the cache with the plan."""
     small = SMOKE_MLP.replace(train_subset=256, test_subset=128, epochs=4)  # the same code, faster
     monkeypatch.setitem(config.PROFILES["smoke"], "mlp", small)
-    params = _params("01_lmc_basics", profile="smoke", spawn_epoch=3, seed=4)
+    params = _params("01_lmc_basics", profile="smoke", spawn_epoch=3, seed=4, n_seeds=1)
     before = plan.make(["01_lmc_basics"], "smoke", {"01_lmc_basics": params}, CPU)
     e, k = small.epochs, 3
     assert before[0].epochs == 2 * e + k + 2 * (e - k)  # the parent's k epochs are trained once
     assert [r.status for r in before[0].runs] == ["train"] * 4
 
     # notebooks/01_lmc_basics.ipynb, its training cell, with profile smoke, spawn_epoch 3, seed 4
+    # (replicate 4: train.replicate_seeds(4)), one seed
     cfg = config.get("smoke", "mlp")
-    train.train_independent_pair(cfg, seeds=(1, 2), device=CPU)
-    train.train_spawned_pair(cfg, 3, seed=4, child_seeds=(5, 6), device=CPU)
+    train.train_independent_pair(cfg, seeds=(401, 402), device=CPU)
+    train.train_spawned_pair(cfg, 3, seed=400, child_seeds=(401, 402), device=CPU)
 
     assert _cached_keys(_isolated_cache) == _planned_keys(before)
     after = plan.make(["01_lmc_basics"], "smoke", {"01_lmc_basics": params}, CPU)
@@ -141,11 +143,11 @@ def test_plan_of_chapter_01_is_exactly_what_training_caches(_isolated_cache, mon
 def test_runs_shared_between_chapters_count_once():
     params = {c: _params(c, profile="smoke") for c in ("01_lmc_basics", "04_weak_additivity")}
     p01, p04 = plan.make(["01_lmc_basics", "04_weak_additivity"], "smoke", params, CPU)
-    assert p01.epochs == 2 * 6 + 2 + 2 * 4  # smoke mlp: 6 epochs; spawned k=2
-    # 04 needs 01's mlp pairs (spawned k=2 from seed 0, independent 1 and 2): all shared; and
-    # the cnn (4 epochs): spawned k=3 (3 + 2 x 1) and an independent pair (2 x 4)
-    assert [r.status for r in p04.runs if r.run.role == "mlp"] == ["shared"] * 4
-    assert p04.epochs == (3 + 2 * 1) + 2 * 4
+    assert p01.epochs == 3 * (2 * 6 + 2 + 2 * 4)  # 3 seeds; smoke mlp: 6 epochs; spawned k=2
+    # 04 needs 01's mlp pairs (spawned k=2 and independent, the same 3 seeds): all shared; and
+    # the cnn (4 epochs) per seed: spawned k=3 (3 + 2 x 1) and an independent pair (2 x 4)
+    assert [r.status for r in p04.runs if r.run.role == "mlp"] == ["shared"] * 12
+    assert p04.epochs == 3 * ((3 + 2 * 1) + 2 * 4)
 
 
 def test_a_half_trained_run_counts_only_its_remaining_epochs(_isolated_cache):
