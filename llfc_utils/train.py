@@ -370,6 +370,14 @@ def record_epoch_seconds(cfg: TrainConfig, kind: str, seconds: float, keep: int 
             tmp.unlink(missing_ok=True)
 
 
+def log_training_seconds(seconds: float) -> None:
+    """Append one epoch's seconds to the file $LLFC_TRAIN_LOG names, if set (the runner sums them)."""
+    path = os.environ.get("LLFC_TRAIN_LOG")
+    if path:
+        with contextlib.suppress(OSError), open(path, "a") as f:
+            f.write(f"{seconds:.4f}\n")
+
+
 # ---------------------------------------------------------------- torch.compile, optional
 
 
@@ -578,6 +586,7 @@ def _run(
                 last_saved = time.perf_counter()
             kind = device_kind(device, compiled=step_model is not model)
             record_epoch_seconds(cfg, kind, time.perf_counter() - t0)  # with the checkpoint write
+            log_training_seconds(time.perf_counter() - t0)
         bar.close()
         tensors = _pack(model, opt)
         cache.save(spec, tensors, {"history": history, "epoch": end})

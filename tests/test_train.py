@@ -287,3 +287,13 @@ def test_cpu_bf16_runs_are_bit_identical_and_keyed_apart(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)  # a CPU without bf16: float32
     assert train.precision(cfg, CPU) == "fp32"
     assert train.trajectory_specs(cfg, 0, [(0, 2)], CPU)[0] == fp32
+
+
+def test_training_seconds_are_logged_per_epoch_when_asked(tmp_path, monkeypatch):
+    log = tmp_path / "train_seconds"
+    monkeypatch.setenv("LLFC_TRAIN_LOG", str(log))
+    train.train_model(TINY, 0, CPU)
+    seconds = [float(s) for s in log.read_text().split()]
+    assert len(seconds) == TINY.epochs and all(s > 0 for s in seconds)
+    train.train_model(TINY, 0, CPU)  # from the cache: nothing trained, nothing logged
+    assert len(log.read_text().split()) == TINY.epochs
