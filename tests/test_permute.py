@@ -199,3 +199,25 @@ def test_fast_weight_matching_equals_the_plain_one(
     assert stats["sweeps"] >= 2 and stats["solved"] + stats["skipped"] == stats["sweeps"] * len(
         plain
     )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sparse_assignment_finds_the_dense_optimum(seed: int) -> None:
+    # the wide layers' assignment: the best permutation among each row's candidates
+    gen = np.random.default_rng(seed)
+    n = 300
+    sim = gen.standard_normal((n, 40)) @ gen.standard_normal((40, n)) + 0.5 * np.eye(n)[::-1]
+    current = gen.permutation(n)
+    dense = permute._assignment(sim)
+    sparse = permute._sparse_assignment(sim, current)
+    assert np.array_equal(np.sort(sparse), np.arange(n))
+    assert sim[np.arange(n), sparse].sum() == pytest.approx(
+        sim[np.arange(n), dense].sum(), rel=1e-12
+    )
+
+
+def test_sparse_assignment_keeps_the_current_permutation_feasible(monkeypatch) -> None:
+    monkeypatch.setattr(permute, "SPARSE_LAP_CANDIDATES", 1)  # one candidate: the current one
+    gen = np.random.default_rng(0)
+    sim, current = gen.standard_normal((50, 50)), gen.permutation(50)
+    assert np.array_equal(permute._sparse_assignment(sim, current), current)
