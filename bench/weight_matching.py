@@ -23,6 +23,9 @@ This is a measurement, not a test: it prints a table and, as its last line, one 
 `{"bench": "weight_matching", "seconds": {...}, "lap_fraction": {...}, "iterations": {...}, ...}`.
 
     PYTHONPATH=. .venv/bin/python bench/weight_matching.py [--models mlp,vgg16] [--repeats 1]
+
+`--max-iter k` stops both after k sweeps (a quick look; it favours the reference, whose sweeps
+all cost the same, while ours get cheaper as fewer units move).
 """
 
 from __future__ import annotations
@@ -137,7 +140,7 @@ def objective(spec: permute.PermSpec, a: dict, b: dict, perm: permute.Perm) -> f
     )
 
 
-def run(name: str, repeats: int) -> dict:
+def run(name: str, repeats: int, max_iter: int = 100) -> dict:
     """Both implementations on net `name`, interleaved; the best time of each and the objectives."""
     spec, a, b = random_pair(name)
     pta, atp, pa = reference_inputs(spec, a)
@@ -145,10 +148,10 @@ def run(name: str, repeats: int) -> dict:
     ours_best, ref_best = None, None
     for _ in range(repeats):
         st: dict = {}
-        perm = permute.weight_matching(spec, a, b, stats=st)
+        perm = permute.weight_matching(spec, a, b, max_iter=max_iter, stats=st)
         if ours_best is None or st["seconds"] < ours_best[1]["seconds"]:
             ours_best = (perm, st)
-        ref_perm, rst = reference_weight_matching(pta, atp, pa, pb)
+        ref_perm, rst = reference_weight_matching(pta, atp, pa, pb, max_iter=max_iter)
         if ref_best is None or rst["seconds"] < ref_best[1]["seconds"]:
             ref_best = ({p: torch.from_numpy(v) for p, v in ref_perm.items()}, rst)
     base = objective(spec, a, b, permute.identity(spec, a))
@@ -162,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(NETS), help=f"comma-separated, from {list(NETS)}")
     p.add_argument("--repeats", type=int, default=1, help="runs per implementation; best kept")
+    p.add_argument("--max-iter", type=int, default=100, help="at most this many sweeps")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     args = p.parse_args(argv)
     names = args.models.split(",")
@@ -177,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header + f"{'gain ours/ref':>15}")
     print("-" * (len(header) + 15))
     for name in names:
-        r = run(name, args.repeats)
+        r = run(name, args.repeats, args.max_iter)
         for impl in ("ours", "reference"):
             st = r[impl]
             key = f"{name}/{impl}"
