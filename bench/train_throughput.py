@@ -15,8 +15,16 @@ the same initialisation, and report samples per second.
   `.item()`, as their MetricTracker records them).
 
 The one-time loads (ours: `data.load`; baseline: building the torchvision dataset) are timed
-separately and left out of the epoch times. On CUDA, `train_epoch` runs under bf16 autocast while
-the baseline runs in float32, as each code base does; on the CPU both are float32.
+separately and left out of the epoch times. `train_epoch` runs in `train.precision` (bf16 autocast
+on CUDA and on CPUs with native bfloat16) while the baseline runs in float32, as each code base does.
+
+The limit, measured in the same run: the machine's practical peak GFLOP/s in float32 and in
+bfloat16 for a 2048^3 matrix product and for the heaviest 3x3 convolution of the `cpu` profile's
+CNN (batch 128, channels-last, forward). Our training step's achieved GFLOP/s (matrix products
+and convolutions of forward + backward, counted by `llfc_utils.tools.plan.train_flops`, per
+second of a whole epoch) is reported for the MLP and for each conv role of the `cpu` profile as
+`fraction_of_peak`: the MLP against the best matrix-product peak, a conv net against the best
+convolution peak, whichever precision gives it.
 
 This is a measurement, not a test: it prints a table and, as its last line, one JSON object.
 
@@ -37,12 +45,14 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from llfc_utils import config, data
 from llfc_utils import train as llfc_train
 from llfc_utils.config import TrainConfig
+from llfc_utils.tools import plan
 
 IDX_FILES = (
     "train-images-idx3-ubyte",
@@ -171,6 +181,65 @@ def warm_up(
     run_baseline(init, cfg, trainset, x.device, max_batches=8)
 
 
+def best_seconds(fn, repeats: int = 5) -> float:
+    """The fastest of `repeats` timed calls of fn(), after one untimed call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def heaviest_conv(cfg: TrainConfig) -> tuple[int, int, int]:
+    """(in channels, out channels, image size) of the 3x3 convolution of cfg's model with the most FLOPs."""
+    channels, size = llfc_train.input_shape(cfg)
+    net = llfc_train.build_model(cfg, 0)
+    shapes, hooks = [], []
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3):
+            hooks.append(m.register_forward_hook(lambda m, i, o: shapes.append((m, o.shape))))
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, channels, size, size))
+    for h in hooks:
+        h.remove()
+    m, shape = max(shapes, key=lambda t: t[0].in_channels * t[1][1] * t[1][2] * t[1][3])
+    return m.in_channels, m.out_channels, shape[2]
+
+
+def peaks(device: torch.device, conv: tuple[int, int, int], batch: int) -> dict[str, float]:
+    """Practical peak GFLOP/s: {"matmul_fp32", "matmul_bf16", "conv_fp32", "conv_bf16"}."""
+    out = {}
+    n = 2048
+    c_in, c_out, size = conv
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        secs = best_seconds(lambda a=a, b=b: (a @ b, sync(device)))
+        out[f"matmul_{name}"] = 2 * n**3 / secs / 1e9
+        x = torch.randn(batch, c_in, size, size, device=device, dtype=dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        w = torch.randn(c_out, c_in, 3, 3, device=device, dtype=dtype)
+        w = w.contiguous(memory_format=torch.channels_last)
+        secs = best_seconds(lambda x=x, w=w: (F.conv2d(x, w, padding=1), sync(device)))
+        out[f"conv_{name}"] = 2 * batch * c_out * size * size * c_in * 9 / secs / 1e9
+    return out
+
+
+def achieved(cfg: TrainConfig, device: torch.device, subset: int | None, repeats: int) -> dict:
+    """Our train_epoch on cfg's training set (first `subset` images): seconds and GFLOP/s."""
+    x, y = llfc_train.dataset(cfg, "train", device)
+    if subset:
+        x, y = x[:subset], y[:subset]
+    init = llfc_train.build_model(cfg, INIT_SEED).to(device)
+    k = min(len(x), 4 * cfg.batch_size)
+    run_ours(init, cfg, x[:k], y[:k])  # warm-up
+    secs = min(run_ours(init, cfg, x, y)[0] for _ in range(repeats))
+    flops = plan.train_flops(cfg)[1] * len(x)
+    return {"seconds": secs, "n": len(x), "gflops": flops / secs / 1e9}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command-line options."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -230,11 +299,36 @@ def main(argv: list[str] | None = None) -> int:
     for name, rate, secs, load, loss, acc in rows:
         print(f"{name:<20}{rate:>12,.0f}{secs:>10.2f}{load:>9.2f}{loss:>9.4f}{acc:>8.4f}")
     print(f"ratio ours/baseline: {ratio:.2f}x")
+
+    cnn_cfgs = {r: c for r, c in config.profile("cpu").items() if c.model != "mlp"}
+    conv = heaviest_conv(next(iter(cnn_cfgs.values())))
+    peak = peaks(device, conv, cfg.batch_size)
+    print(
+        f"peak GFLOP/s: matmul 2048^3 fp32 {peak['matmul_fp32']:.0f}, bf16 {peak['matmul_bf16']:.0f}; "
+        f"conv3x3 {conv[0]}->{conv[1]} at {conv[2]}x{conv[2]}, batch {cfg.batch_size}, "
+        f"fp32 {peak['conv_fp32']:.0f}, bf16 {peak['conv_bf16']:.0f}"
+    )
+    best_mm = max(peak["matmul_fp32"], peak["matmul_bf16"])
+    best_conv = max(peak["conv_fp32"], peak["conv_bf16"])
+    mlp_gflops = plan.train_flops(cfg)[1] * n / ours_s / 1e9
+    fraction = {"mlp": mlp_gflops / best_mm}
+    gflops = {"mlp": mlp_gflops}
+    for role, c in cnn_cfgs.items():
+        r = achieved(c, device, args.subset, args.repeats)
+        gflops[role], fraction[role] = r["gflops"], r["gflops"] / best_conv
+    precision = llfc_train.precision(cfg, device)
+    print(f"our training step ({precision}), achieved GFLOP/s and fraction of the best peak:")
+    for role in gflops:
+        print(f"  {role:<10}{gflops[role]:>8.1f} GFLOP/s{fraction[role]:>8.3f}")
     result = {
         "bench": "train_throughput",
         "ours_samples_per_s": round(ours_rate, 1),
         "baseline_samples_per_s": round(base_rate, 1),
         "ratio": round(ratio, 3),
+        "fraction_of_peak": {k: round(v, 4) for k, v in fraction.items()},
+        "gflops": {k: round(v, 1) for k, v in gflops.items()},
+        "peak_gflops": {k: round(v, 1) for k, v in peak.items()},
+        "precision": precision,
         "device": str(device),
         "n": n,
     }

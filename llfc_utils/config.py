@@ -16,7 +16,7 @@ from llfc_utils import settings
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step")
-AMP = ("bf16", "fp32")  # what the forward/backward pass runs in on CUDA; the CPU always uses fp32
+AMP = ("bf16", "fp32")  # what the forward/backward pass runs in (bf16 only where the device has it)
 
 # Fields added after checkpoints were first keyed, with the value that reproduces the training
 # before they existed. At that value they are left out of `identity()`, so checkpoints trained
@@ -43,7 +43,7 @@ class TrainConfig:
     milestones: tuple[int, ...] = ()  # epochs where the "step" schedule divides the lr by 10
     epochs: int = 10
     batch_size: int = 128
-    amp: str = "bf16"  # on CUDA: bf16 autocast ("bf16") or float32 ("fp32"); no effect on the CPU
+    amp: str = "bf16"  # bf16 autocast on CUDA and bf16 CPUs ("bf16"), or float32 ("fp32")
     warmup_epochs: int = 0  # linear warm-up epochs before the schedule (cosine then spans the rest)
 
     def __post_init__(self) -> None:
@@ -290,7 +290,8 @@ def get(profile_name: str, role: str) -> TrainConfig:
     """The TrainConfig for `role` ("mlp", "cnn", ...) in profile `profile_name`.
 
     `LLFC_AMP=fp32` (or `python -m llfc_utils.tools.run --amp fp32`) trains in float32 on CUDA instead
-    of bf16 autocast; it is part of the checkpoint key. The CPU always trains in float32.
+    of bf16 autocast (on CUDA, and on CPUs with native bfloat16; other CPUs train in float32); the
+    precision a run uses is part of its checkpoint key.
     """
     roles = profile(profile_name)
     if role not in roles:

@@ -39,6 +39,11 @@ SETTINGS: dict[str, Setting] = {
             "30",
             "least seconds between two resume checkpoints (0: after every epoch)",
         ),
+        Setting(
+            "LLFC_TRAIN_LOG",
+            None,
+            "a file each trained epoch's seconds are appended to (the runner sets it)",
+        ),
         Setting("LLFC_CHROMIUM", "/usr/bin/chromium", "the browser of the site check"),
         Setting("LLFC_CHROMEDRIVER", "/usr/bin/chromedriver", "its driver"),
     )

@@ -6,6 +6,7 @@ recipes trained there, each keyed by the hash of its cache identity, with the la
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import statistics
@@ -83,3 +84,11 @@ def record_epoch_seconds(cfg: TrainConfig, kind: str, seconds: float, keep: int 
         cache.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     except OSError:  # a read-only home must not stop training
         pass
+
+
+def log_training_seconds(seconds: float) -> None:
+    """Append one epoch's seconds to the file $LLFC_TRAIN_LOG names, if set (the runner sums them)."""
+    path = settings.get("LLFC_TRAIN_LOG")
+    if path:
+        with contextlib.suppress(OSError), open(path, "a") as f:
+            f.write(f"{seconds:.4f}\n")

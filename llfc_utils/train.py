@@ -14,7 +14,9 @@ initialisations too. Every state at the end of a segment is cached, so the share
 once, and a run killed mid-way resumes from its last resume checkpoint (written after an epoch, at
 most every `resume_seconds()`, 30 s by default).
 
-On CUDA, training runs under bf16 autocast (`TrainConfig.amp = "fp32"` turns it off) with
+On CUDA, and on CPUs with native bfloat16 (AVX512-BF16 or AMX), training runs under bf16 autocast
+with float32 master weights (`TrainConfig.amp = "fp32"` turns it off; `precision` says which one a
+run uses, and a CPU bf16 run has its own checkpoints); evaluation stays float32. CUDA trains with
 channels-last convolutions, and `LLFC_COMPILE=1` compiles the training step (`maybe_compile`).
 The seconds of every finished epoch are recorded per device kind and recipe (`llfc_utils.timings`),
 for the estimates of `llfc_utils.tools.plan`.
@@ -29,6 +31,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,6 +53,27 @@ class TrainingDiverged(RuntimeError):
 def default_device() -> torch.device:
     """CUDA if available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (the avx512_bf16 or amx_bf16 flag in /proc/cpuinfo)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:  # not Linux: assume not
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def precision(cfg: TrainConfig, device: torch.device | str) -> str:
+    """What a run of `cfg` trains in on `device`: "bf16" (autocast, float32 master weights) or "fp32".
+
+    bf16 when cfg.amp asks for it (the default) on CUDA or on a CPU with native bfloat16.
+    """
+    kind = torch.device(device).type
+    if cfg.amp == "bf16" and (kind == "cuda" or (kind == "cpu" and cpu_has_bf16())):
+        return "bf16"
+    return "fp32"
 
 
 def build_model(cfg: TrainConfig, seed: int) -> nn.Module:
@@ -130,8 +154,8 @@ def train_epoch(
 ) -> tuple[float, float]:
     """One epoch of SGD/Adam over (x, y) in a seeded order; returns (mean loss, accuracy).
 
-    No host-device synchronisation inside the loop: losses are summed on the device. On CUDA the
-    pass runs under bf16 autocast unless cfg.amp is "fp32"; the CPU always computes in float32.
+    No host-device synchronisation inside the loop: losses are summed on the device. The pass runs
+    under bf16 autocast when `precision(cfg, device)` says so (float32 master weights and loss).
     Seeds the global torch RNG (dropout) from (data_seed, epoch), so that an epoch is reproducible
     alone. `model` may be a torch.compile'd wrapper (see `maybe_compile`).
     """
@@ -143,7 +167,7 @@ def train_epoch(
     for group in opt.param_groups:
         group["lr"] = lr_at(cfg, epoch)
     cuda = device.type == "cuda"
-    bf16 = cuda and cfg.amp == "bf16"
+    bf16 = precision(cfg, device) == "bf16"
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -208,14 +232,14 @@ def _segments(segments: list[tuple[int, int]]) -> list[list[int]]:
 
 def _spec(cfg: TrainConfig, init_seed: int, segments: list[list[int]], device: torch.device):
     config = cfg.identity()
+    spec = {"config": config, "init_seed": int(init_seed), "segments": segments}
     if device.type != "cuda":
-        config.pop("amp", None)  # the CPU ignores amp: the same run, so the same checkpoint
-    return {
-        "config": config,
-        "init_seed": int(init_seed),
-        "segments": segments,
-        "device_type": device.type,
-    }
+        # Keys from before CPU bf16: a float32 CPU run keeps its key whatever cfg.amp says, and a
+        # bf16 CPU run is told apart by "precision", so it never loads a float32 checkpoint.
+        config.pop("amp", None)
+        if precision(cfg, device) == "bf16":
+            spec["precision"] = "bf16"
+    return {**spec, "device_type": device.type}
 
 
 def model_trajectory(cfg: TrainConfig, seed: int) -> Trajectory:
@@ -520,6 +544,7 @@ def _fit(
             last_saved = time.perf_counter()
         kind = timings.device_kind(device, compiled=step_model is not model)
         timings.record_epoch_seconds(cfg, kind, time.perf_counter() - t0)  # with the save
+        timings.log_training_seconds(time.perf_counter() - t0)
     bar.close()
 
 

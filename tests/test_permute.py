@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import itertools
 
+import numpy as np
 import pytest
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from llfc_utils import features, models, permute
@@ -146,3 +148,76 @@ def test_clear_errors() -> None:
         permute.spec_for(pad)
     with pytest.raises(ValueError, match="fc2.weight"):
         permute.align(a, models.build("mlp", widths=(512, 256, 512)), "wm")
+
+
+def _plain_weight_matching(spec: permute.PermSpec, sa: dict, sb: dict, seed: int = 0) -> dict:
+    """The straightforward weight matching: float64, every similarity rebuilt, nothing skipped."""
+    stats = ("running_mean", "running_var")
+    a = {k: v.double() for k, v in sa.items() if v.is_floating_point() and not k.endswith(stats)}
+    b = {k: v.double() for k, v in sb.items() if k in a}
+    perm = permute.identity(spec, sa)
+    names = sorted(spec.perm_to_axes)
+    for sweep in range(100):
+        improved = False
+        for i in np.random.default_rng([seed, sweep]).permutation(len(names)):
+            p = names[i]
+            n = len(perm[p])
+            sim = torch.zeros(n, n, dtype=torch.float64)
+            for k, axis in spec.perm_to_axes[p]:
+                if k not in a:
+                    continue
+                wb = b[k]
+                for ax, q in enumerate(spec.axes[k]):
+                    if q is not None and ax != axis:
+                        wb = wb.index_select(ax, perm[q])
+                sim += a[k].movedim(axis, 0).reshape(n, -1) @ wb.movedim(axis, 0).reshape(n, -1).T
+            rows, cols = linear_sum_assignment(sim.numpy(), maximize=True)
+            new = torch.from_numpy(cols)
+            if sim[torch.arange(n), new].sum() > sim[torch.arange(n), perm[p]].sum() * (1 + 1e-12):
+                perm[p], improved = new, True
+        if not improved:
+            return perm
+    return perm
+
+
+@pytest.mark.parametrize("name,kw,shape", CONFIGS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fast_weight_matching_equals_the_plain_one(
+    name: str, kw: dict, shape: tuple, seed: int
+) -> None:
+    # two independent nets: many sweeps, partial moves (the incremental updates), skips
+    a, b = _net(name, kw, shape, seed=10 + seed), _net(name, kw, shape, seed=20 + seed)
+    spec = permute.spec_for(a)
+    sa, sb = a.state_dict(), b.state_dict()
+    stats: dict = {}
+    fast = permute.weight_matching(spec, sa, sb, seed=seed, stats=stats)
+    plain = _plain_weight_matching(spec, sa, sb, seed=seed)
+    assert _objective(spec, sa, sb, fast) == pytest.approx(
+        _objective(spec, sa, sb, plain), rel=1e-6
+    )
+    assert all(torch.equal(fast[p], plain[p]) for p in plain)
+    assert stats["sweeps"] >= 2 and stats["solved"] + stats["skipped"] == stats["sweeps"] * len(
+        plain
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sparse_assignment_finds_the_dense_optimum(seed: int) -> None:
+    # the wide layers' assignment: the best permutation among each row's candidates
+    gen = np.random.default_rng(seed)
+    n = 300
+    sim = gen.standard_normal((n, 40)) @ gen.standard_normal((40, n)) + 0.5 * np.eye(n)[::-1]
+    current = gen.permutation(n)
+    dense = permute._assignment(sim)
+    sparse = permute._sparse_assignment(sim, current)
+    assert np.array_equal(np.sort(sparse), np.arange(n))
+    assert sim[np.arange(n), sparse].sum() == pytest.approx(
+        sim[np.arange(n), dense].sum(), rel=1e-12
+    )
+
+
+def test_sparse_assignment_keeps_the_current_permutation_feasible(monkeypatch) -> None:
+    monkeypatch.setattr(permute, "SPARSE_LAP_CANDIDATES", 1)  # one candidate: the current one
+    gen = np.random.default_rng(0)
+    sim, current = gen.standard_normal((50, 50)), gen.permutation(50)
+    assert np.array_equal(permute._sparse_assignment(sim, current), current)

@@ -297,8 +297,17 @@ def test_durations_read_naturally():
 # ---------------------------------------------------------------- amp and compile
 
 
-def test_old_checkpoint_keys_are_unchanged():
-    """Keys computed before amp and warmup_epochs existed (commit 3cb58d4): old caches still hit."""
+def test_old_checkpoint_keys_are_unchanged(monkeypatch):
+    """Keys computed before amp and warmup_epochs existed (commit 3cb58d4): old caches still hit.
+
+    The CPU keys are of float32 runs (the CPU had no bf16 then): a float32 CPU run keeps them, a
+    bf16 CPU run must not (it trains something else).
+    """
+    with monkeypatch.context() as m:
+        m.setattr(train, "cpu_has_bf16", lambda: True)
+        bf16 = train._spec(config.get("paper", "cnn"), 0, [[0, 160]], CPU)
+    assert cache.key_of(bf16) != "6fc46f8d37e2df1ba7662fde", "a bf16 CPU run is a different run"
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
     old = {
         ("smoke", "mlp", "cpu"): "c14478d18d6ac330e118b363",
         ("cpu", "cnn", "cuda"): "2ec593df871d08595075acef",
@@ -325,7 +334,8 @@ def test_old_checkpoint_keys_are_unchanged():
 
 
 @pytest.mark.usefixtures("fashion_mnist")
-def test_amp_is_a_no_op_on_the_cpu(tmp_path, monkeypatch):
+def test_amp_is_a_no_op_on_a_cpu_without_bf16(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
     fp32 = TINY.replace(amp="fp32", epochs=1)
     bf16 = TINY.replace(epochs=1)
     assert train._spec(fp32, 0, [[0, 1]], CPU) == train._spec(bf16, 0, [[0, 1]], CPU)
@@ -458,6 +468,7 @@ def test_compiled_training_matches_eager_closely(monkeypatch, tmp_path):
         epochs=1,
         train_subset=128,
         test_subset=64,
+        amp="fp32",  # in bf16 the two round differently: the tolerance below is for float32
     )
     eager, h_eager = train.train_model(cfg, 0, CPU)
     monkeypatch.setenv("LLFC_COMPILE", "1")

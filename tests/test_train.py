@@ -260,3 +260,41 @@ def test_divergence_in_the_last_step_of_an_epoch_is_training_diverged():
     cfg = TINY.replace(train_subset=128, batch_size=128, epochs=1, lr=1e3, weight_decay=1e38)
     with pytest.raises(train.TrainingDiverged):
         train.train_model(cfg, 0, CPU)
+
+
+# ---------------------------------------------------------------- precision on the CPU
+
+
+def test_cpu_bf16_runs_are_bit_identical_and_keyed_apart(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)  # autocast runs on any CPU
+    cfg = TINY.replace(epochs=2)
+    assert train.precision(cfg, CPU) == "bf16"
+    assert train.precision(cfg.replace(amp="fp32"), CPU) == "fp32"
+    a, _ = train.train_model(cfg, 0, CPU)
+    monkeypatch.setenv("LLFC_CACHE", str(tmp_path / "other_cache"))
+    b, _ = train.train_model(cfg, 0, CPU)
+    assert any((tmp_path / "other_cache").glob("*.safetensors"))  # really trained again
+    assert _same(a, b)
+    assert all(p.dtype == torch.float32 for p in a.parameters())  # float32 master weights
+    c, _ = train.train_model(cfg.replace(amp="fp32"), 0, CPU)
+    assert not _same(a, c)  # bf16 really changed the arithmetic
+    # a bf16 CPU run has its own key; a float32 CPU run keeps the key it had before CPU bf16
+    bf16 = train.trajectory_specs(cfg, 0, [(0, 2)], CPU)[0]
+    fp32 = train.trajectory_specs(cfg.replace(amp="fp32"), 0, [(0, 2)], CPU)[0]
+    fields = {k: v for k, v in cfg.to_dict().items() if k not in config.LATER_FIELDS}
+    assert fp32 == {"config": fields, "init_seed": 0, "segments": [[0, 2]], "device_type": "cpu"}
+    assert bf16 == {**fp32, "precision": "bf16"}
+    assert cache.key_of(bf16) != cache.key_of(fp32)
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)  # a CPU without bf16: float32
+    assert train.precision(cfg, CPU) == "fp32"
+    assert train.trajectory_specs(cfg, 0, [(0, 2)], CPU)[0] == fp32
+
+
+def test_training_seconds_are_logged_per_epoch_when_asked(tmp_path, monkeypatch):
+    log = tmp_path / "train_seconds"
+    monkeypatch.setenv("LLFC_TRAIN_LOG", str(log))
+    train.train_model(TINY, 0, CPU)
+    seconds = [float(s) for s in log.read_text().split()]
+    assert len(seconds) == TINY.epochs and all(s > 0 for s in seconds)
+    train.train_model(TINY, 0, CPU)  # from the cache: nothing trained, nothing logged
+    assert len(log.read_text().split()) == TINY.epochs

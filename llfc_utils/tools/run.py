@@ -136,8 +136,17 @@ def environment(env: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def run_chapter(name: str, profile: str, params: dict[str, object], out_dir: Path = OUTPUT) -> Path:
-    """Execute one chapter into `out_dir`; return the executed notebook's path."""
+def run_chapter(
+    name: str,
+    profile: str,
+    params: dict[str, object],
+    out_dir: Path = OUTPUT,
+    train_log: Path | None = None,
+) -> Path:
+    """Execute one chapter into `out_dir`; return the executed notebook's path.
+
+    With `train_log`, the kernel appends the seconds of every epoch it trains to that file.
+    """
     import papermill as pm
 
     check_parameters(name, {"profile": profile, **params})
@@ -147,6 +156,8 @@ def run_chapter(name: str, profile: str, params: dict[str, object], out_dir: Pat
     # otherwise, and without progress bars (nobody watches them; the runner prints a line per
     # chapter) unless $LLFC_PROGRESS asks for them.
     env = {"LLFC_PROFILE": profile, "LLFC_PROGRESS": settings.get("LLFC_PROGRESS") or "0"}
+    if train_log is not None:
+        env["LLFC_TRAIN_LOG"] = str(train_log)
     with environment(env):
         pm.execute_notebook(
             str(NOTEBOOKS / f"{name}.ipynb"),
@@ -319,12 +330,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{i}/{len(todo)}] {name}: up to date, not re-run (--force re-runs)", flush=True)
             continue
         print(f"[{i}/{len(todo)}] {name} (profile {args.profile}) ...", flush=True)
+        log = args.out / f".{name}.train_seconds"
+        log.unlink(missing_ok=True)
         try:
-            run_chapter(name, args.profile, params, args.out)
+            run_chapter(name, args.profile, params, args.out, train_log=log)
         except Exception as e:  # papermill's PapermillExecutionError names the failing cell
             print(f"[{i}/{len(todo)}] {name} FAILED: {e}", file=sys.stderr)
             return 1
-        print(f"[{i}/{len(todo)}] {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+        total = time.perf_counter() - t0
+        trained = sum(float(s) for s in log.read_text().split()) if log.exists() else 0.0
+        log.unlink(missing_ok=True)
+        print(
+            f"[{i}/{len(todo)}] {name} done in {total:.0f} s "
+            f"(training {trained:.0f} s, evaluation and the rest {total - trained:.0f} s)",
+            flush=True,
+        )
     run_chapter(RESULTS_PAGE, args.profile, {}, args.out)
     print(f"results page: {args.out / (RESULTS_PAGE + '.ipynb')}", flush=True)
     return 0
