@@ -14,8 +14,8 @@ initialisations too. Every state at the end of a segment is cached, so the share
 once, and a run killed mid-way resumes from its last resume checkpoint (written after an epoch, at
 most every `resume_seconds()`, 30 s by default).
 
-On CUDA, training runs under bf16 autocast (`TrainConfig.amp = "fp32"` turns it off) with
-channels-last convolutions, and `LLFC_COMPILE=1` compiles the training step (`maybe_compile`).
+On CUDA, training runs under 16-bit autocast (`precision`: bf16 where the GPU has it, else fp16
+with a gradient scaler; `TrainConfig.amp = "fp32"` turns it off) with channels-last convolutions, and `LLFC_COMPILE=1` compiles the training step (`maybe_compile`).
 The seconds of every finished epoch are recorded per device kind and recipe (`epoch_seconds`),
 for the estimates of `llfc_utils.tools.plan`.
 """
@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -128,6 +129,45 @@ def evaluate(
     return loss.item() / len(x), correct.item() / len(x)
 
 
+def native_bf16(device: torch.device | str) -> bool | None:
+    """Whether CUDA `device` computes in bfloat16 natively (Ampere and later); None if unknown here."""
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def precision(cfg: TrainConfig, device: torch.device | str) -> str:
+    """What cfg really trains in on `device`: "fp32" on the CPU or when asked, else "bf16" or "fp16".
+
+    `amp="bf16"` (the default) becomes "fp16" on a GPU without native bfloat16 (T4, V100), where
+    bf16 autocast is emulated and several times slower; fp16 then runs with a gradient scaler.
+    """
+    device = torch.device(device)
+    if device.type != "cuda" or cfg.amp == "fp32":
+        return "fp32"
+    if cfg.amp == "bf16" and native_bf16(device) is False:
+        return "fp16"
+    return cfg.amp
+
+
+def for_device(cfg: TrainConfig, device: torch.device | str) -> TrainConfig:
+    """cfg with `amp` set to the precision it trains in on CUDA `device` (unchanged elsewhere)."""
+    if torch.device(device).type != "cuda":
+        return cfg
+    return cfg.replace(amp=precision(cfg, device))
+
+
+_SCALERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # optimizer -> its GradScaler
+
+
+def _scaler(opt: torch.optim.Optimizer, device: torch.device) -> torch.amp.GradScaler:
+    """The fp16 gradient scaler of `opt`, made on first use and kept for the rest of its run."""
+    if opt not in _SCALERS:
+        _SCALERS[opt] = torch.amp.GradScaler(device.type)
+    return _SCALERS[opt]
+
+
 def _epoch_seed(data_seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([data_seed, epoch]).generate_state(1)[0])
 
@@ -144,7 +184,8 @@ def train_epoch(
     """One epoch of SGD/Adam over (x, y) in a seeded order; returns (mean loss, accuracy).
 
     No host-device synchronisation inside the loop: losses are summed on the device. On CUDA the
-    pass runs under bf16 autocast unless cfg.amp is "fp32"; the CPU always computes in float32.
+    pass runs under autocast in `precision(cfg, device)` (fp16 with the optimiser's gradient
+    scaler); the CPU always computes in float32.
     Seeds the global torch RNG (dropout) from (data_seed, epoch), so that an epoch is reproducible
     alone. `model` may be a torch.compile'd wrapper (see `maybe_compile`).
     """
@@ -156,7 +197,8 @@ def train_epoch(
     for group in opt.param_groups:
         group["lr"] = lr_at(cfg, epoch)
     cuda = device.type == "cuda"
-    bf16 = cuda and cfg.amp == "bf16"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision(cfg, device))
+    scaler = _scaler(opt, device) if dtype is torch.float16 else None
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -167,12 +209,17 @@ def train_epoch(
             xb = data.augment(xb, gen)
         if cuda and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             out = model(xb)
             loss = F.cross_entropy(out.float(), yb)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         loss_sum += loss.detach() * len(yb)
         correct += (out.argmax(1) == yb).sum()
     return loss_sum.item() / len(x), correct.item() / len(x)
@@ -220,7 +267,7 @@ def _segments(segments: list[tuple[int, int]]) -> list[list[int]]:
 
 
 def _spec(cfg: TrainConfig, init_seed: int, segments: list[list[int]], device: torch.device):
-    config = cfg.identity()
+    config = for_device(cfg, device).identity()  # on a T4, "bf16" trains (and is keyed) as fp16
     if device.type != "cuda":
         config.pop("amp", None)  # the CPU ignores amp: the same run, so the same checkpoint
     return {
@@ -470,6 +517,7 @@ def _run(
     label: str,
 ) -> tuple[dict[str, torch.Tensor], History]:
     """Tensors (model + optimiser) and history at the end of `segments`, from cache or trained."""
+    cfg = for_device(cfg, device)  # the precision it really trains in: keys and timings say so
     spec = _spec(cfg, init_seed, segments, device)
     hit = cache.load(spec)
     if hit is not None:
@@ -483,12 +531,6 @@ def _run(
         if device.type == "cuda":
             if cfg.model != "mlp":
                 model = model.to(memory_format=torch.channels_last)
-            if cfg.amp == "bf16" and torch.cuda.get_device_capability(device)[0] < 8:  # pre-Ampere
-                warnings.warn(
-                    f"{torch.cuda.get_device_name(device)} has no native bfloat16, so bf16 "
-                    "autocast is emulated and slow; set LLFC_AMP=fp32 (or run with --amp fp32).",
-                    stacklevel=2,
-                )
         step_model = maybe_compile(model, device)  # the same parameters, maybe compiled
         opt = make_optimizer(cfg, model)
         history: History = {
