@@ -294,11 +294,11 @@ def amp_override() -> str | None:
 
 
 def tiny(cfg: TrainConfig) -> TrainConfig:
-    """cfg's model, data and recipe at the smallest scale: narrow nets, 64 images, a few epochs.
+    """cfg's model, data and recipe at the smallest scale: narrow nets, 32 images, 2 epochs.
 
-    For tests that run a profile's chapters on the CPU in seconds ($LLFC_SCALE=tiny): every role
-    keeps its architecture, norm, optimiser and schedule, so a crash on the profile's path shows.
-    Epochs: 6 for the MLPs, 4 for the CNNs (the chapters' spawn grids reach k = 5 and 3).
+    For tests that run a profile's chapters on the CPU in seconds ($LLFC_SCALE=tiny, with spawn
+    epochs of at most 1): every role keeps its architecture, norm, optimiser and schedule (its lr
+    steps and warm-up in proportion), so a crash on the profile's path shows.
     """
     kwargs = dict(cfg.model_kwargs)
     if cfg.model == "mlp":
@@ -308,8 +308,8 @@ def tiny(cfg: TrainConfig) -> TrainConfig:
         kwargs.update(width=0.0625, classifier=tuple(16 for _ in hidden))
     else:
         kwargs["width"] = 0.25
-    small = cfg.replace(model_kwargs=kwargs, train_subset=64, test_subset=64)
-    return shortened(small, min(cfg.epochs, 6 if cfg.model == "mlp" else 4))
+    small = cfg.replace(model_kwargs=kwargs, train_subset=32, test_subset=32)
+    return shortened(small, min(cfg.epochs, 2))
 
 
 def dataset_override() -> str | None:

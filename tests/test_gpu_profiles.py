@@ -20,7 +20,7 @@ import pytest
 from llfc_utils import config, train
 from llfc_utils.tools import run
 
-N_TRAIN, N_TEST = 100, 80  # more than tiny's 64 images
+N_TRAIN, N_TEST = 60, 40  # more than tiny's 32 images
 
 
 def _idx(path, array: np.ndarray) -> None:
@@ -47,21 +47,29 @@ def write_synthetic_data(root) -> None:
         records.astype(np.uint8).tofile(cifar / name)
 
 
-def all_roles_params(chapter: str, profile: str) -> dict[str, object]:
-    """The chapter's parameters with `roles` = every role of `profile`, per-role dicts extended.
+def tiny_params(chapter: str, profile: str) -> dict[str, object]:
+    """The chapter's parameters for every role of `profile` at tiny scale (2 epochs).
 
-    A new role takes the value the chapter gives its own role of the same kind (MLP or CNN).
+    `roles` lists them all; a per-role dict gets every role: spawn epochs within the tiny
+    schedule (a grid [0, 1], one spawn epoch 1), other values as the chapter's own role of the
+    same kind (MLP or CNN). Three points on the interpolation path (0, 0.5, 1), and chapter 01's
+    spawn epoch 1.
     """
     defaults = run.parameters(chapter)
-    params: dict[str, object] = {}
+    params: dict[str, object] = {"n_alphas": 3} if "n_alphas" in defaults else {}
+    if isinstance(defaults.get("spawn_epoch"), int):
+        params["spawn_epoch"] = 1
     if "roles" not in defaults:
         return params
     roles = list(config.profile(profile))
     params["roles"] = roles
+    kind = {r: "mlp" if config.profile(profile)[r].model == "mlp" else "cnn" for r in roles}
     for name, value in defaults.items():
         if isinstance(value, dict) and set(defaults["roles"]) <= set(value):
-            like = {r: "mlp" if config.profile(profile)[r].model == "mlp" else "cnn" for r in roles}
-            params[name] = {r: value[r] if r in value else value[like[r]] for r in roles}
+            value = {r: value[r] if r in value else value[kind[r]] for r in roles}
+            if "spawn" in name:
+                value = {r: [0, 1] if isinstance(v, list) else 1 for r, v in value.items()}
+            params[name] = value
     return params
 
 
@@ -82,7 +90,7 @@ def test_tiny_scale_keeps_every_role_and_gpu_and_paper_share_their_tiny_nets(mon
             cfg.dataset,
             cfg.optimizer,
         )
-        assert small.train_subset == 64 and small.epochs <= 6
+        assert small.train_subset == 32 and small.epochs <= 2
         # so running the gpu profile's chapters at tiny scale runs the paper's nets too
         assert small == config.get("gpu", role), role
     monkeypatch.setenv("LLFC_SCALE", "huge")
@@ -100,7 +108,7 @@ def test_every_chapter_runs_the_gpu_profiles_roles_at_tiny_scale(tmp_path, monke
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     seconds = {}
     for chapter in run.chapters():
-        params = {"profile": "gpu", **all_roles_params(chapter, "gpu")}
+        params = {"profile": "gpu", **tiny_params(chapter, "gpu")}
         run.check_parameters(chapter, params)
         src = tmp_path / f"{chapter}.ipynb"
         _without_check_cells(run.NOTEBOOKS / src.name, src)

@@ -138,9 +138,9 @@ def choose_profile(
         profile = os.environ.get("LLFC_PROFILE") or None
     if profile is None:
         profile = automatic_profile()
-        where = "a GPU" if profile == "gpu" else "no GPU"
+        where = "on a GPU" if profile == "gpu" else "without a GPU"
         other = "cpu" if profile == "gpu" else "smoke"
-        print(f'No profile chosen; on {where} this runs profile "{profile}". To choose another')
+        print(f'No profile chosen; {where} this runs profile "{profile}". To choose another')
         print(f"({', '.join(PROFILES)}), set it in the parameters cell above and run again, e.g.:")
         print(f'    profile = "{other}"')
     if profile not in PROFILES:
