@@ -4,7 +4,9 @@ Nothing on the GPU path runs on this project's machines otherwise, so a crash in
 (VGG-16, ResNet-20 with BN or LayerNorm, the MNIST MLPs, their schedules) would first be found by a
 Colab user. Here every chapter runs with every role of the profile, shrunk by $LLFC_SCALE=tiny
 (`config.tiny`), on synthetic files in the MNIST (IDX) and CIFAR-10 (binary) formats made here;
-the chapters' check cells (claims about real data) are left out.
+the chapters' check cells (claims about real data) are left out. Chapters that permute get the
+roles that can be permuted (not `resnet20`, whose zero-padding shortcuts the paper does not permute
+either: its permutation ResNet is `resnet20_ln`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from llfc_utils import config, train
+from llfc_utils import config, permute, train
 from llfc_utils.tools import run
 
 N_TRAIN, N_TEST = 60, 40  # more than tiny's 32 images
@@ -47,10 +49,20 @@ def write_synthetic_data(root) -> None:
         records.astype(np.uint8).tofile(cifar / name)
 
 
-def tiny_params(chapter: str, profile: str) -> dict[str, object]:
-    """The chapter's parameters for every role of `profile` at tiny scale (2 epochs).
+def permutable(cfg: config.TrainConfig) -> bool:
+    """Whether cfg's model has a permutation spec (a ResNet's zero-padding shortcuts have none)."""
+    try:
+        permute.spec_for(train.build_model(config.tiny(cfg), 0))
+    except ValueError:
+        return False
+    return True
 
-    `roles` lists them all; a per-role dict gets every role: spawn epochs within the tiny
+
+def tiny_params(chapter: str, profile: str) -> dict[str, object]:
+    """The chapter's parameters for the roles of `profile` at tiny scale (2 epochs).
+
+    `roles`: every architecture of the profile once, and in the permutation chapter every role
+    that can be permuted; a per-role dict gets every role: spawn epochs within the tiny
     schedule (a grid [0, 1], one spawn epoch 1), other values as the chapter's own role of the
     same kind (MLP or CNN). Three points on the interpolation path (0, 0.5, 1), and chapter 01's
     spawn epoch 1.
@@ -61,9 +73,18 @@ def tiny_params(chapter: str, profile: str) -> dict[str, object]:
         params["spawn_epoch"] = 1
     if "roles" not in defaults:
         return params
-    roles = list(config.profile(profile))
+    cfgs = config.profile(profile)
+    # One role per recipe in the permutation chapter (Git Re-Basin's are its roles), one per
+    # architecture elsewhere (vgg16 is cnn's recipe, mlp_rebasin the mlp's net)
+    distinct = {}
+    for r, c in cfgs.items():
+        what = c.to_dict() if chapter == "03_permutation" else (c.model, c.model_kwargs)
+        distinct.setdefault(json.dumps(what, sort_keys=True), r)
+    roles = list(distinct.values())
+    if "permute.align(" in (run.NOTEBOOKS / f"{chapter}.ipynb").read_text():
+        roles = [r for r in roles if permutable(cfgs[r])]
     params["roles"] = roles
-    kind = {r: "mlp" if config.profile(profile)[r].model == "mlp" else "cnn" for r in roles}
+    kind = {r: "mlp" if cfgs[r].model == "mlp" else "cnn" for r in roles}
     for name, value in defaults.items():
         if isinstance(value, dict) and set(defaults["roles"]) <= set(value):
             value = {r: value[r] if r in value else value[kind[r]] for r in roles}
