@@ -7,8 +7,8 @@ shortcuts) with the paper's recipe (SGD lr 0.1, momentum 0.9, weight decay 1e-4;
 with crop-and-flip augmentation in both:
 
 * ours: `llfc_utils.train.train_epoch` on images resident on the device, augmented batch-wise on
-  the device; on CUDA under bf16 autocast with channels_last tensors and cuDNN autotuning, as our
-  training runs
+  the device; on CUDA under 16-bit autocast (bf16, or fp16 with a gradient scaler on GPUs without
+  bf16 or with `--amp fp16`) with channels_last tensors and cuDNN autotuning, as our training runs
   (`--amp fp32` turns autocast off); `--compile` adds torch.compile. Loss and accuracy stay on the
   device until the end of the loop.
 * baseline: a loop like the authors' `scripts/spawning.py`: a torchvision-CIFAR10-style dataset
@@ -21,9 +21,8 @@ with crop-and-flip augmentation in both:
 FLOPs per image are counted by torch.utils.flop_counter.FlopCounterMode over one forward and
 backward pass in training mode (matrix multiplications and convolutions only; measured, not
 assumed to be 3x the forward pass). Achieved TFLOP/s = FLOPs per image x images/s, printed beside
-the device's dense bf16 peak from `llfc_utils.tools.plan.PEAK_TFLOPS` ("unknown" if not listed); the
-"% peak" column only when ours trains in the peak's precision (not with `--amp fp32`, not on a
-GPU without bf16).
+the device's dense peak in the precision ours trains in, from `llfc_utils.tools.plan.PEAK_TFLOPS`
+("unknown" if not listed).
 
 Data: the first train images of Fashion-MNIST, padded to 32x32 and repeated to 3 channels, when
 they are on this machine (no network needed); else random uint8 images. The header and the JSON
@@ -196,10 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     baseline_set = AuthorsStyleDataset(u8, labels)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    peak = plan.peak_tflops(name) if device.type == "cuda" else None
-    precision = args.amp if device.type == "cuda" else "fp32"
-    # the share of the peak only where the peak is of the precision we train in
-    comparable = peak is not None and peak[1] == precision
+    precision = llfc_train.precision(config.get("paper", "cnn").replace(amp=args.amp), device)
+    peak = plan.peak_tflops(name, precision) if device.type == "cuda" else None
+    comparable = peak is not None  # the peak of the precision we train in
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as training sets it (train._cudnn_autotune)
     what = {
@@ -211,11 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({n} images, {what}), best of {args.repeats}, on {device} ({name}); ours in "
         f"{precision}{' + torch.compile' if args.compile else ''}, baseline in fp32"
     )
-    print(
-        "peak: "
-        + (f"{peak[0]:g} TFLOP/s dense ({peak[1]})" if peak else f"unknown for {name}")
-        + ("" if comparable or not peak else f"; no % peak, ours trains in {precision}")
-    )
+    print("peak: " + (f"{peak[0]:g} TFLOP/s dense ({peak[1]})" if peak else f"unknown for {name}"))
     header = (
         f"{'model':<10}{'GFLOP/img':>10}{'ours img/s':>12}{'base img/s':>12}{'ratio':>8}"
         f"{'ours TFLOP/s':>14}{'% peak':>8}"

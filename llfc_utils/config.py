@@ -16,7 +16,11 @@ from llfc_utils import settings
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step")
-AMP = ("bf16", "fp32")  # what the forward/backward pass runs in (bf16 only where the device has it)
+# What the forward/backward pass runs in. "bf16" is 16-bit autocast: bfloat16 where the device has
+# it natively (Ampere and later GPUs, CPUs with AVX512-BF16 or AMX), else float16 with a gradient
+# scaler on GPUs (T4, V100) and float32 on other CPUs (`train.precision` says which); "fp16" asks
+# for float16 on GPUs; "fp32" is float32 everywhere.
+AMP = ("bf16", "fp16", "fp32")
 
 # Fields added after checkpoints were first keyed, with the value that reproduces the training
 # before they existed. At that value they are left out of `identity()`, so checkpoints trained
@@ -43,7 +47,7 @@ class TrainConfig:
     milestones: tuple[int, ...] = ()  # epochs where the "step" schedule divides the lr by 10
     epochs: int = 10
     batch_size: int = 128
-    amp: str = "bf16"  # bf16 autocast on CUDA and bf16 CPUs ("bf16"), or float32 ("fp32")
+    amp: str = "bf16"  # 16-bit autocast where the device has it ("bf16", "fp16"), or "fp32"
     warmup_epochs: int = 0  # linear warm-up epochs before the schedule (cosine then spans the rest)
 
     def __post_init__(self) -> None:
@@ -205,6 +209,40 @@ _MNIST_PAPER = TrainConfig(
     batch_size=60,
 )
 
+_RESNET20_LN_PAPER = TrainConfig(
+    model="resnet20",
+    model_kwargs={"norm": "ln", "width": 32, "shortcut": "conv"},
+    dataset="cifar10",
+    augment=True,
+    optimizer="sgd",
+    lr=0.1,
+    momentum=0.9,
+    weight_decay=1e-4,
+    schedule="cosine",
+    warmup_epochs=5,
+    epochs=250,
+    batch_size=100,
+)
+
+
+def shortened(cfg: TrainConfig, epochs: int) -> TrainConfig:
+    """cfg on a schedule of `epochs` epochs, its lr milestones and warm-up kept in proportion."""
+    scale = epochs / cfg.epochs
+    milestones = sorted({min(epochs - 1, max(1, round(m * scale))) for m in cfg.milestones})
+    warmup = min(epochs - 1, max(1, round(cfg.warmup_epochs * scale))) if cfg.warmup_epochs else 0
+    return cfg.replace(epochs=epochs, milestones=tuple(milestones), warmup_epochs=warmup)
+
+
+# The GPU profile: the paper's nets, data and recipes (the same lr, batch, optimiser and
+# augmentation) on schedules cut to one sitting, milestones and warm-up in proportion. Sized by the
+# planner's estimate so that each chapter trains in at most 15 minutes on a Colab T4 (fp16) and 5
+# on an A100 (bf16); `python -m llfc_utils.tools.run --profile gpu --dry-run --assume-device
+# "Tesla T4"` prints it (chapter 02 with four roles, MLP, VGG-16, ResNet-20: about 9 min on a T4,
+# 4.5 on an A100). The paper spawns at epoch 5 of 160 (3 % of the schedule): on 6 epochs that is
+# epoch 0.2, so the chapters' spawn grids (k = 0, 1, 3) span the paper's point.
+_GPU_CIFAR_EPOCHS = 6
+_VGG16_GPU = shortened(_CIFAR_PAPER, _GPU_CIFAR_EPOCHS)
+
 PROFILES: dict[str, dict[str, TrainConfig]] = {
     # Tiny nets on tiny subsets, just enough epochs for the chapters' spawn grids (k up to 5 for
     # the MLP, 3 for the CNN): every code path in seconds.
@@ -224,12 +262,31 @@ PROFILES: dict[str, dict[str, TrainConfig]] = {
     },
     # Offline, 2 CPU cores: the MLP of the paper and a small VGG on Fashion-MNIST.
     "cpu": {"mlp": _MLP_CPU, "cnn": _CNN_CPU},
-    # The paper's settings, for a GPU.
+    # One sitting on a GPU (Colab): the paper's MLP on MNIST, VGG-16 and ResNet-20 on CIFAR-10,
+    # Git Re-Basin's roles for permutation, each on a short schedule (see `shortened` above).
+    "gpu": {
+        "mlp": shortened(_MNIST_PAPER, 10),  # paper: 30 epochs
+        "cnn": _VGG16_GPU,  # paper: 160 epochs
+        "vgg16": _VGG16_GPU,  # the same recipe under its model's name: the same checkpoints
+        "resnet20": shortened(
+            _CIFAR_PAPER.replace(model="resnet20", model_kwargs={"norm": "bn", "shortcut": "pad"}),
+            _GPU_CIFAR_EPOCHS,
+        ),
+        "mlp_rebasin": _MNIST_PAPER.replace(lr=1e-3, epochs=20, batch_size=500),  # paper: 100
+        # Width x4 instead of x32 (about 1/64 of the FLOPs), 20 of 250 epochs: Git Re-Basin's
+        # barrier after weight matching shrinks with width, so expect a larger one than theirs.
+        "resnet20_ln": shortened(
+            _RESNET20_LN_PAPER.replace(model_kwargs={"norm": "ln", "width": 4, "shortcut": "conv"}),
+            20,
+        ),
+    },
+    # The paper's settings in full, for a GPU workstation: hours to days (`--dry-run` prices them).
     "paper": {
         # The spawning MLP (src/model/mnist_mlp.py, 784-512-512-512-10) with the paper's Appendix
         # B.1 MNIST recipe (_MNIST_PAPER).
         "mlp": _MNIST_PAPER,
         "cnn": _CIFAR_PAPER,
+        "vgg16": _CIFAR_PAPER,  # the same recipe under its model's name: the same checkpoints
         # src/model/cifar_resnet_plus.py ResNet20: BN, option-A (zero-padding) shortcuts.
         "resnet20": _CIFAR_PAPER.replace(
             model="resnet20", model_kwargs={"norm": "bn", "shortcut": "pad"}
@@ -245,26 +302,13 @@ PROFILES: dict[str, dict[str, TrainConfig]] = {
         # per epoch), augmentation (theirs zoom-crop + flip + rotate, ours crop + flip). Width
         # x32: the permutation ResNet of the paper as PAPER.md reads it [notes] (about 280M
         # parameters: hours per run even on an H100; `--dry-run` shows the estimate).
-        "resnet20_ln": TrainConfig(
-            model="resnet20",
-            model_kwargs={"norm": "ln", "width": 32, "shortcut": "conv"},
-            dataset="cifar10",
-            augment=True,
-            optimizer="sgd",
-            lr=0.1,
-            momentum=0.9,
-            weight_decay=1e-4,
-            schedule="cosine",
-            warmup_epochs=5,
-            epochs=250,
-            batch_size=100,
-        ),
+        "resnet20_ln": _RESNET20_LN_PAPER,
     },
 }
 
 
 def profile(name: str) -> dict[str, TrainConfig]:
-    """The configs of profile `name` ("smoke", "cpu" or "paper"), by role."""
+    """The configs of profile `name` ("smoke", "cpu", "gpu" or "paper"), by role."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; valid: {', '.join(PROFILES)}")
     return PROFILES[name]
@@ -277,7 +321,7 @@ def check_batch_size(batch_size: int) -> None:
 
 
 def amp_override() -> str | None:
-    """The precision $LLFC_AMP asks for ("bf16" or "fp32"), or None when it is unset."""
+    """The precision $LLFC_AMP asks for ("bf16", "fp16" or "fp32"), or None when it is unset."""
     value = (settings.get("LLFC_AMP") or "").lower()
     if not value:
         return None
@@ -286,17 +330,67 @@ def amp_override() -> str | None:
     return value
 
 
+def tiny(cfg: TrainConfig) -> TrainConfig:
+    """cfg's model, data and recipe at the smallest scale: narrow nets, 32 images, 2 epochs.
+
+    For tests that run a profile's chapters on the CPU in seconds ($LLFC_SCALE=tiny, with spawn
+    epochs of at most 1): every role keeps its architecture, norm, optimiser and schedule (its lr
+    steps and warm-up in proportion), so a crash on the profile's path shows.
+    """
+    kwargs = dict(cfg.model_kwargs)
+    if cfg.model == "mlp":
+        kwargs["widths"] = (32,) * len(kwargs.get("widths", (512, 512, 512)))
+    elif cfg.model.startswith("vgg"):
+        hidden = kwargs.get("classifier", (4096, 4096))
+        kwargs.update(width=0.0625, classifier=tuple(16 for _ in hidden))
+    else:
+        kwargs["width"] = 0.25
+    small = cfg.replace(model_kwargs=kwargs, train_subset=32, test_subset=32)
+    return shortened(small, min(cfg.epochs, 2))
+
+
+def dataset_override() -> str | None:
+    """The data set $LLFC_DATASET asks every role to train on instead of its own, or None."""
+    value = (settings.get("LLFC_DATASET") or "").lower()
+    if not value:
+        return None
+    from llfc_utils import data  # late import: config is imported by data's users
+
+    if value not in data.NAMES:
+        raise ValueError(
+            f"LLFC_DATASET={value!r} is not a data set; valid: {', '.join(data.NAMES)}"
+        )
+    return value
+
+
+def on_dataset(cfg: TrainConfig, name: str) -> TrainConfig:
+    """cfg trained on data set `name` instead: 28x28 images padded to 32x32 for the CNNs."""
+    pad32 = name != "cifar10" and cfg.model != "mlp"
+    return cfg.replace(dataset=name, pad32=pad32)
+
+
 def get(profile_name: str, role: str) -> TrainConfig:
     """The TrainConfig for `role` ("mlp", "cnn", ...) in profile `profile_name`.
 
-    `LLFC_AMP=fp32` (or `python -m llfc_utils.tools.run --amp fp32`) trains in float32 on CUDA instead
-    of bf16 autocast (on CUDA, and on CPUs with native bfloat16; other CPUs train in float32); the
-    precision a run uses is part of its checkpoint key.
+    Three environment variables change every role, and so every checkpoint key:
+    `LLFC_AMP=fp32` (or `python -m llfc_utils.tools.run --amp fp32`) trains in float32 on CUDA
+    instead of 16-bit autocast (also on CPUs with native bfloat16); `LLFC_DATASET=fashion_mnist`
+    trains on another data set (a GPU machine without network, `bench/gpu_check.sh`);
+    `LLFC_SCALE=tiny` shrinks every role (`tiny`, for tests).
     """
     roles = profile(profile_name)
     if role not in roles:
         raise ValueError(
             f"profile {profile_name!r} has no role {role!r}; valid: {', '.join(roles)}"
         )
+    cfg = roles[role]
+    scale = (settings.get("LLFC_SCALE") or "").lower()
+    if scale not in ("", "tiny"):
+        raise ValueError(f"LLFC_SCALE={scale!r} is not a scale; valid: tiny (or unset)")
+    if scale == "tiny":
+        cfg = tiny(cfg)
+    name = dataset_override()
+    if name is not None:
+        cfg = on_dataset(cfg, name)
     amp = amp_override()
-    return roles[role] if amp is None else roles[role].replace(amp=amp)
+    return cfg if amp is None else cfg.replace(amp=amp)

@@ -32,7 +32,13 @@ SETTINGS: dict[str, Setting] = {
             "LLFC_PROFILE", None, "the profile every chapter runs, over its `profile` parameter"
         ),
         Setting("LLFC_PROGRESS", "1", "0 hides the progress bars"),
-        Setting("LLFC_AMP", None, "precision on CUDA: bf16 (autocast, the default) or fp32"),
+        Setting(
+            "LLFC_AMP",
+            None,
+            "precision: bf16 (16-bit autocast where the device has it) or fp16 or fp32",
+        ),
+        Setting("LLFC_DATASET", None, "train every role on this data set (e.g. fashion_mnist)"),
+        Setting("LLFC_SCALE", None, "tiny shrinks every role to seconds (tests)"),
         Setting("LLFC_COMPILE", "0", "1 trains with torch.compile where it works"),
         Setting(
             "LLFC_RESUME_SECONDS",

@@ -14,9 +14,10 @@ initialisations too. Every state at the end of a segment is cached, so the share
 once, and a run killed mid-way resumes from its last resume checkpoint (written after an epoch, at
 most every `resume_seconds()`, 30 s by default).
 
-On CUDA, and on CPUs with native bfloat16 (AVX512-BF16 or AMX), training runs under bf16 autocast
-with float32 master weights (`TrainConfig.amp = "fp32"` turns it off; `precision` says which one a
-run uses, and a CPU bf16 run has its own checkpoints); evaluation stays float32. CUDA trains with
+Training runs under 16-bit autocast with float32 master weights where the device has it
+(`precision`): bf16 on GPUs and CPUs with native bfloat16 (Ampere and later; AVX512-BF16 or AMX),
+fp16 with a gradient scaler on older GPUs (T4, V100), float32 elsewhere or with
+`TrainConfig.amp = "fp32"`; a CPU bf16 run has its own checkpoints, and evaluation stays float32. CUDA trains with
 channels-last convolutions, and `LLFC_COMPILE=1` compiles the training step (`maybe_compile`).
 The seconds of every finished epoch are recorded per device kind and recipe (`llfc_utils.timings`),
 for the estimates of `llfc_utils.tools.plan`.
@@ -30,6 +31,7 @@ import math
 import sys
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -63,17 +65,6 @@ def cpu_has_bf16() -> bool:
     except OSError:  # not Linux: assume not
         return False
     return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-def precision(cfg: TrainConfig, device: torch.device | str) -> str:
-    """What a run of `cfg` trains in on `device`: "bf16" (autocast, float32 master weights) or "fp32".
-
-    bf16 when cfg.amp asks for it (the default) on CUDA or on a CPU with native bfloat16.
-    """
-    kind = torch.device(device).type
-    if cfg.amp == "bf16" and (kind == "cuda" or (kind == "cpu" and cpu_has_bf16())):
-        return "bf16"
-    return "fp32"
 
 
 def build_model(cfg: TrainConfig, seed: int) -> nn.Module:
@@ -139,6 +130,50 @@ def evaluate(
     return loss.item() / len(x), correct.item() / len(x)
 
 
+def native_bf16(device: torch.device | str) -> bool | None:
+    """Whether CUDA `device` computes in bfloat16 natively (Ampere and later); None if unknown here."""
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def precision(cfg: TrainConfig, device: torch.device | str) -> str:
+    """What cfg really trains in on `device`: "bf16", "fp16" or "fp32".
+
+    `amp="bf16"` (the default) is bf16 autocast on GPUs with native bfloat16 and on CPUs with it;
+    it becomes "fp16" on a GPU without it (T4, V100), where bf16 autocast is emulated and several
+    times slower (fp16 then runs with a gradient scaler), and float32 on other CPUs.
+    """
+    device = torch.device(device)
+    if cfg.amp == "fp32":
+        return "fp32"
+    if device.type == "cpu":  # bf16 where the CPU has it natively, else float32
+        return "bf16" if cfg.amp == "bf16" and cpu_has_bf16() else "fp32"
+    if device.type != "cuda":
+        return "fp32"
+    if cfg.amp == "bf16" and native_bf16(device) is False:
+        return "fp16"
+    return cfg.amp
+
+
+def for_device(cfg: TrainConfig, device: torch.device | str) -> TrainConfig:
+    """cfg with `amp` set to the precision it trains in on CUDA `device` (unchanged elsewhere)."""
+    if torch.device(device).type != "cuda":
+        return cfg
+    return cfg.replace(amp=precision(cfg, device))
+
+
+_SCALERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # optimizer -> its GradScaler
+
+
+def _scaler(opt: torch.optim.Optimizer, device: torch.device) -> torch.amp.GradScaler:
+    """The fp16 gradient scaler of `opt`, made on first use and kept for the rest of its run."""
+    if opt not in _SCALERS:
+        _SCALERS[opt] = torch.amp.GradScaler(device.type)
+    return _SCALERS[opt]
+
+
 def _epoch_seed(data_seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([data_seed, epoch]).generate_state(1)[0])
 
@@ -155,7 +190,8 @@ def train_epoch(
     """One epoch of SGD/Adam over (x, y) in a seeded order; returns (mean loss, accuracy).
 
     No host-device synchronisation inside the loop: losses are summed on the device. The pass runs
-    under bf16 autocast when `precision(cfg, device)` says so (float32 master weights and loss).
+    under autocast in `precision(cfg, device)` (float32 master weights and loss; fp16 with the
+    optimiser's gradient scaler).
     Seeds the global torch RNG (dropout) from (data_seed, epoch), so that an epoch is reproducible
     alone. `model` may be a torch.compile'd wrapper (see `maybe_compile`).
     """
@@ -167,7 +203,8 @@ def train_epoch(
     for group in opt.param_groups:
         group["lr"] = lr_at(cfg, epoch)
     cuda = device.type == "cuda"
-    bf16 = precision(cfg, device) == "bf16"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision(cfg, device))
+    scaler = _scaler(opt, device) if dtype is torch.float16 else None
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -178,12 +215,17 @@ def train_epoch(
             xb = data.augment(xb, gen)
         if cuda and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             out = model(xb)
             loss = F.cross_entropy(out.float(), yb)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         loss_sum += loss.detach() * len(yb)
         correct += (out.argmax(1) == yb).sum()
     return loss_sum.item() / len(x), correct.item() / len(x)
@@ -231,7 +273,7 @@ def _segments(segments: list[tuple[int, int]]) -> list[list[int]]:
 
 
 def _spec(cfg: TrainConfig, init_seed: int, segments: list[list[int]], device: torch.device):
-    config = cfg.identity()
+    config = for_device(cfg, device).identity()  # on a T4, "bf16" trains (and is keyed) as fp16
     spec = {"config": config, "init_seed": int(init_seed), "segments": segments}
     if device.type != "cuda":
         # Keys from before CPU bf16: a float32 CPU run keeps its key whatever cfg.amp says, and a
@@ -413,6 +455,7 @@ def _run(
     label: str,
 ) -> tuple[dict[str, torch.Tensor], History]:
     """Tensors (model + optimiser) and history at the end of `segments`, from cache or trained."""
+    cfg = for_device(cfg, device)  # the precision it really trains in: keys and timings say so
     spec = _spec(cfg, init_seed, segments, device)
     hit = cache.load(spec)
     if hit is not None:
@@ -436,12 +479,6 @@ def _prepare(
     if device.type == "cuda":
         if cfg.model != "mlp":
             model = model.to(memory_format=torch.channels_last)
-        if cfg.amp == "bf16" and torch.cuda.get_device_capability(device)[0] < 8:  # pre-Ampere
-            warnings.warn(
-                f"{torch.cuda.get_device_name(device)} has no native bfloat16, so bf16 "
-                "autocast is emulated and slow; set LLFC_AMP=fp32 (or run with --amp fp32).",
-                stacklevel=3,
-            )
     step_model = maybe_compile(model, device)  # the same parameters, maybe compiled
     return model, step_model, make_optimizer(cfg, model)
 

@@ -72,8 +72,8 @@ def test_runner_rejects_unknown_or_mistyped_parameters() -> None:
         run.check_parameters("00_training", {"sead": 3})
     with pytest.raises(ValueError, match="'seed' must be int"):
         run.check_parameters("00_training", {"seed": "three"})
-    with pytest.raises(ValueError, match="unknown profile 'gpu'"):
-        run.check_parameters("00_training", {"profile": "gpu"})
+    with pytest.raises(ValueError, match="unknown profile 'tpu'"):
+        run.check_parameters("00_training", {"profile": "tpu"})
     run.check_parameters("00_training", {"profile": "smoke", "seed": 3})
     with pytest.raises(SystemExit):
         run.main(["--chapters", "00_training", "-p", "seed", "x"])

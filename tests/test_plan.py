@@ -285,6 +285,74 @@ def test_peak_table_matches_names_by_their_most_specific_entry():
     assert plan.peak_tflops("NVIDIA A100-SXM4-80GB")[0] == 312.0
 
 
+def test_each_device_is_priced_in_the_precision_it_trains_in():
+    cfg = config.get("gpu", "cnn")
+    assert plan.device_precision(cfg, "Tesla T4") == "fp16"  # no bf16: fp16 with a scaler
+    assert plan.device_precision(cfg, "Tesla V100-SXM2-16GB") == "fp16"
+    assert plan.device_precision(cfg, "NVIDIA A100-SXM4-40GB") == "bf16"
+    assert plan.device_precision(cfg.replace(amp="fp32"), "Tesla T4") == "fp32"
+    assert plan.device_precision(cfg, "cpu") == "fp32"
+    assert plan.peak_tflops("Tesla T4") == (65.0, "fp16")
+    assert plan.peak_tflops("Tesla T4", "bf16") is None  # emulated: no data-sheet peak
+    assert plan.peak_tflops("NVIDIA A100-SXM4-40GB", "fp32") == (19.5, "fp32")
+    t4 = plan.guess_epoch_seconds(cfg.replace(amp="fp16"), "Tesla T4")
+    assert plan.epoch_estimate(cfg, "Tesla T4") == (t4, "guess: from FLOPs")
+    t4_fp32 = plan.epoch_estimate(cfg.replace(amp="fp32"), "Tesla T4")[0]
+    a100 = plan.epoch_estimate(cfg, "NVIDIA A100-SXM4-40GB")[0]
+    assert a100 < t4 < t4_fp32
+    # a time measured on a T4 is keyed by the precision it really ran in
+    train.record_epoch_seconds(cfg.replace(amp="fp16"), "Tesla T4", 11.0)
+    assert plan.epoch_estimate(cfg, "Tesla T4") == (11.0, "measured on Tesla T4")
+
+
+def test_train_resolves_bf16_to_fp16_on_gpus_without_it(monkeypatch):
+    cfg = config.get("gpu", "cnn")
+    cuda = torch.device("cuda")
+    assert train.precision(cfg, CPU) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (7, 5))  # a T4
+    assert train.precision(cfg, cuda) == "fp16"
+    assert train._spec(cfg, 0, [[0, 6]], cuda)["config"]["amp"] == "fp16"  # its own checkpoints
+    assert train.precision(cfg.replace(amp="fp32"), cuda) == "fp32"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (8, 0))  # an A100
+    assert train.precision(cfg, cuda) == "bf16"
+    assert "amp" not in train._spec(cfg, 0, [[0, 6]], cuda)["config"]  # keys as before
+
+
+def test_an_fp16_epoch_runs_with_a_gradient_scaler(monkeypatch):
+    """The fp16 branch of train_epoch (a T4's), exercised on the CPU: scaled, finite, scaler kept."""
+    monkeypatch.setattr(train, "precision", lambda cfg, device: "fp16")
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
+    model = train.build_model(TINY, 0)
+    opt = train.make_optimizer(TINY, model)
+    loss, acc = train.train_epoch(model, opt, TINY, x, y, epoch=0, data_seed=0)
+    assert math.isfinite(loss) and 0 <= acc <= 1
+    scaler = train._SCALERS[opt]
+    train.train_epoch(model, opt, TINY, x, y, epoch=1, data_seed=0)
+    assert train._SCALERS[opt] is scaler  # one scaler for the whole run, not one per epoch
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize(("device", "minutes"), [("Tesla T4", 15), ("NVIDIA A100-SXM4-40GB", 5)])
+def test_every_chapter_of_the_gpu_profile_fits_one_sitting(device, minutes):
+    """Each chapter alone (a fresh Colab runtime, empty cache), by the planner's estimate."""
+    chapters = run.chapters()
+    params = {c: _params(c, profile="gpu") for c in chapters}
+    for p in plan.alone(chapters, "gpu", params, device):
+        assert p.seconds <= minutes * 60, (p.chapter, device, plan.duration(p.seconds))
+
+
+def test_assume_device_prices_the_plan_for_another_device(capsys):
+    argv = ["--profile", "gpu", "--dry-run", "--assume-device", "Tesla T4"]
+    assert run.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Plan for profile 'gpu' on Tesla T4, training in fp16" in out
+    assert "s/epoch in fp16" in out and "Each chapter alone" in out
+    with pytest.raises(SystemExit):
+        run.main(["--profile", "gpu", "--assume-device", "Tesla T4"])  # only with --dry-run
+
+
 def test_durations_read_naturally():
     assert [plan.duration(s) for s in (5, 600, 7200, 3 * 86400)] == [
         "5 s",
@@ -353,12 +421,14 @@ def test_amp_setting_and_its_errors(monkeypatch):
     monkeypatch.setenv("LLFC_AMP", "fp32")
     assert config.get("paper", "cnn").amp == "fp32"
     monkeypatch.setenv("LLFC_AMP", "fp16")
-    with pytest.raises(ValueError, match="LLFC_AMP='fp16'.*bf16, fp32"):
+    assert config.get("paper", "cnn").amp == "fp16"
+    monkeypatch.setenv("LLFC_AMP", "half")
+    with pytest.raises(ValueError, match="LLFC_AMP='half'.*bf16, fp16, fp32"):
         config.get("paper", "cnn")
     with pytest.raises(ValueError, match="unknown amp 'half'"):
         TINY.replace(amp="half")
     with pytest.raises(SystemExit):
-        run.main(["--amp", "fp16", "--dry-run"])
+        run.main(["--amp", "half", "--dry-run"])
 
 
 def test_run_flags_set_the_environment_for_the_kernels():

@@ -524,9 +524,9 @@ def test_offline_without_data_corrupt_download_fails_its_checksum(name, no_local
         (["--chapters", "00_training", "-p", "seed", "1.5"], "'seed' must be int"),
         (["--chapters", "00_training", "-p", "seed", "True"], "'seed' must be int"),
         (["--chapters", "01_lmc_basics", "-p", "n_alphas", "[3]"], "'n_alphas' must be int"),
-        (["--chapters", "00_training", "-p", "profile", "gpu"], "unknown profile 'gpu'"),
+        (["--chapters", "00_training", "-p", "profile", "tpu"], "unknown profile 'tpu'"),
         (["--chapters", "00_training", "05_commutativity", "-p", "seed", "3"], "no parameter"),
-        (["--profile", "gpu"], "invalid choice"),
+        (["--profile", "tpu"], "invalid choice"),
     ],
 )
 def test_runner_rejects_bad_parameters(argv, needle, monkeypatch, capsys):

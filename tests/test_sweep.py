@@ -46,8 +46,8 @@ def test_grid_is_validated_before_anything_runs(tmp_path) -> None:
             sweep.run_grid(CHAPTER, "smoke", grid, tmp_path / "out")
     with pytest.raises(ValueError, match="unknown chapter '01_lmc'; valid: 00_training"):
         sweep.expand("01_lmc", "smoke", {"seed": [0]})
-    with pytest.raises(ValueError, match="unknown profile 'gpu'"):
-        sweep.expand(CHAPTER, "gpu", {"seed": [0]})
+    with pytest.raises(ValueError, match="unknown profile 'tpu'"):
+        sweep.expand(CHAPTER, "tpu", {"seed": [0]})
     assert not (tmp_path / "out").exists(), "a rejected grid must not create anything"
     with pytest.raises(SystemExit):  # the command line says it and exits with status 2
         sweep.main(["--chapter", CHAPTER, "--grid", "sead=0"])
@@ -158,7 +158,7 @@ def test_smoke_grid_on_two_workers_then_rerun_skips(tmp_path, monkeypatch, fashi
 
     out = tmp_path / "sweep"
     grid = {"spawn_epoch": [0, 1], "seed": [0, 1], **SMALL}
-    monkeypatch.setenv("LLFC_PROFILE", "cpu")  # would override the chapter's profile parameter
+    monkeypatch.setenv("LLFC_PROFILE", "cpu")  # an outside profile: the job must not take it
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as c:

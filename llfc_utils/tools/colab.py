@@ -3,7 +3,8 @@
 The repository's address lives in one place, `_config.yml` (`repository.url` and
 `repository.branch`). The badge and the install cell of each notebook are written from it by
 `python -m llfc_utils.tools.colab` (run it after changing the address); `--check` (run by the tests)
-fails when a notebook is out of date.
+fails when a notebook is out of date. The install cell installs the tagged release of this
+package's version (`v{__version__}`), so a chapter runs against the code it was written for.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llfc_utils import settings
+from llfc_utils import __version__, settings
+from llfc_utils.config import PROFILES
 from llfc_utils.tools.paths import CONFIG, NOTEBOOKS, chapters
 
 INSTALL_TAG = "colab-install"
@@ -41,15 +43,26 @@ def badge_markdown(name: str, config: Path = CONFIG) -> str:
     return f"[![Open In Colab]({BADGE_SVG})]({target}/blob/{branch}/notebooks/{name}.ipynb)"
 
 
+def release_tag() -> str:
+    """The git tag of this package's release, `v{__version__}`: what the install cells install."""
+    return f"v{__version__}"
+
+
+def install_requirement(config: Path = CONFIG) -> str:
+    """The pip requirement that installs this release of `llfc_utils` from the repository."""
+    url, _ = repository(config)
+    return f"llfc_utils @ git+{url}@{release_tag()}"
+
+
 def install_source(config: Path = CONFIG) -> str:
-    """The code of the install cell: on Colab only, install `llfc_utils` from the repository."""
-    url, branch = repository(config)
+    """The code of the install cell: on Colab only, install this release of `llfc_utils`."""
     return (
-        "# On Colab only: install this book's package from its repository (elsewhere `make` did).\n"
+        "# On Colab only: install this book's package, the release these chapters were written\n"
+        "# for, from its repository (elsewhere `make` did).\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
-        f'    %pip install -q "llfc_utils @ git+{url}@{branch}"'
+        f'    %pip install -q "{install_requirement(config)}"'
     )
 
 
@@ -102,31 +115,53 @@ def sync(notebooks: Path = NOTEBOOKS, check: bool = False, config: Path = CONFIG
     return stale
 
 
-def on_colab() -> bool:
-    """True inside Google Colab."""
-    return "google.colab" in sys.modules
+def automatic_profile() -> str:
+    """The profile for this machine when the user chose none: "gpu" with CUDA, else "cpu"."""
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def choose_profile(profile: str) -> str:
-    """The profile a chapter runs: $LLFC_PROFILE if set, "paper" on a Colab GPU, else `profile`.
+def choose_profile(
+    profile: str | None, chapter: str | None = None, params: dict[str, Any] | None = None
+) -> str:
+    """The profile a chapter runs, then (given `chapter` and its `params`) its training plan.
 
-    Called right after each chapter's parameters cell. Papermill's `-p profile ...` sets
-    `profile`; $LLFC_PROFILE wins over it (the notebook tests use it), and on Colab with a GPU
-    the default "cpu" becomes "paper", the paper's own settings.
+    Called right after each chapter's parameters cell, whose `profile = None` means "choose for
+    me". A profile the user set (in that cell, by papermill's `-p profile ...`, which the runner
+    always passes) is used as given; else $LLFC_PROFILE; else `automatic_profile()`, and it says
+    what it chose and the line that changes it. With `chapter`, it then prints what the chapter
+    will train, what is already cached and how long the rest should take here (`tools.plan`).
     """
-    chosen = settings.get("LLFC_PROFILE")
-    if chosen:
-        return chosen
-    if on_colab() and profile == "cpu":
-        import torch
-
-        if torch.cuda.is_available():
-            print(
-                'Colab with a GPU: running the "paper" profile, the paper\'s own settings (hours).'
-            )
-            print('For the small CPU nets (minutes), run os.environ["LLFC_PROFILE"] = "cpu" first.')
-            return "paper"
+    if profile is None:
+        profile = settings.get("LLFC_PROFILE")
+    if profile is None:
+        profile = automatic_profile()
+        where = "on a GPU" if profile == "gpu" else "without a GPU"
+        other = "cpu" if profile == "gpu" else "smoke"
+        print(f'No profile chosen; {where} this runs profile "{profile}". To choose another')
+        print(f"({', '.join(PROFILES)}), set it in the parameters cell above and run again, e.g.:")
+        print(f'    profile = "{other}"')
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    if chapter is not None:
+        show_plan(chapter, profile, params or {})
     return profile
+
+
+def show_plan(chapter: str, profile: str, params: dict[str, Any]) -> None:
+    """Print the chapter's training plan on this device; a plan that cannot be made never stops it."""
+    from llfc_utils.tools import plan
+
+    try:
+        print(plan.chapter_summary(chapter, profile, {**params, "profile": profile}))
+    except Exception as e:  # noqa: BLE001 - the plan is a courtesy: never block a chapter
+        print(f"(no training plan: {type(e).__name__}: {e})")
+    if profile == "paper":
+        print(
+            'Profile "paper" trains the paper\'s full recipes: hours to days (see the estimate). '
+            'For the same models in minutes, set profile = "gpu".'
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,22 +40,23 @@ from llfc_utils.tools.paths import NOTEBOOKS
 
 SIZES = {"mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000), "cifar10": (50_000, 10_000)}
 
-# Dense bf16 tensor-core peaks in TFLOP/s from the vendors' data sheets, matched as whole words of
-# torch.cuda.get_device_name() ("NVIDIA L40" is not an "L4"); the first match wins. T4 and V100
-# have no bf16: their fp16 peak.
-PEAK_TFLOPS: tuple[tuple[str, float, str], ...] = (
-    ("H100 PCIe", 756.0, "bf16"),
-    ("H100 NVL", 835.0, "bf16"),
-    ("H100", 989.0, "bf16"),  # SXM
-    ("H200", 989.0, "bf16"),
-    ("GH200", 989.0, "bf16"),
-    ("A100", 312.0, "bf16"),
-    ("L40S", 362.0, "bf16"),
-    ("L40", 181.0, "bf16"),
-    ("L4", 121.0, "bf16"),
-    ("A10", 125.0, "bf16"),
-    ("V100", 125.0, "fp16, no bf16"),
-    ("T4", 65.0, "fp16, no bf16"),
+# Dense peaks in TFLOP/s from the vendors' data sheets: (name, 16-bit tensor-core peak, native
+# bf16, float32 peak without tensor cores), matched as whole words of torch.cuda.get_device_name()
+# ("NVIDIA L40" is not an "L4"); the first match wins. T4 and V100 have no bf16: the 16-bit peak
+# is fp16's, and training there runs fp16 (`train.precision`).
+PEAK_TFLOPS: tuple[tuple[str, float, bool, float], ...] = (
+    ("H100 PCIe", 756.0, True, 51.0),
+    ("H100 NVL", 835.0, True, 60.0),
+    ("H100", 989.0, True, 67.0),  # SXM
+    ("H200", 989.0, True, 67.0),
+    ("GH200", 989.0, True, 67.0),
+    ("A100", 312.0, True, 19.5),
+    ("L40S", 362.0, True, 91.6),
+    ("L40", 181.0, True, 90.5),
+    ("L4", 121.0, True, 30.3),
+    ("A10", 125.0, True, 31.2),
+    ("V100", 125.0, False, 15.7),
+    ("T4", 65.0, False, 8.1),
 )
 
 # Seconds per epoch measured on the 2-core CPU this book is built on (README), for the `cpu`
@@ -67,8 +68,8 @@ CPU_EPOCH_SECONDS = {
 # The throughput those two measurements imply (about 44 and 31 GFLOP/s of counted FLOPs, see
 # `train_flops`); the lower one, for any other config on a CPU.
 CPU_FLOPS = 30e9
-GPU_EFFICIENCY = 0.25  # assumed fraction of the bf16 peak that small 32x32 convnets reach
-GPU_FLOPS_UNKNOWN = 100e12  # assumed bf16 throughput of a GPU not in PEAK_TFLOPS
+GPU_EFFICIENCY = 0.25  # assumed fraction of the peak that small 32x32 convnets reach
+GPU_FLOPS_UNKNOWN = 100e12  # assumed 16-bit throughput of a GPU not in PEAK_TFLOPS (fp32: / 8)
 # assumed seconds of kernel launches and Python per optimiser step: a base plus some per module
 GPU_STEP_OVERHEAD = (0.5e-3, 40e-6)
 CPU_STEP_OVERHEAD = 1e-3  # assumed seconds of Python and dispatch per optimiser step
@@ -375,13 +376,37 @@ def _to_train(run: Run, device: torch.device, built: set[str]) -> tuple[int, str
 # ---------------------------------------------------------------- how long
 
 
-def peak_tflops(device_name: str) -> tuple[float, str] | None:
-    """(dense peak TFLOP/s, which precision) of a GPU from its name, or None if not in the table."""
+def _row(device_name: str) -> tuple[str, float, bool, float] | None:
     words = f" {' '.join(re.findall(r'[a-z0-9]+', device_name.lower()))} "
-    for key, tflops, kind in PEAK_TFLOPS:
-        if f" {key.lower()} " in words:
-            return tflops, kind
+    for row in PEAK_TFLOPS:
+        if f" {row[0].lower()} " in words:
+            return row
     return None
+
+
+def device_precision(cfg: TrainConfig, kind: str) -> str:
+    """What cfg trains in on device kind `kind` (a GPU's name, or "cpu"), as `train.precision` decides."""
+    if kind == "cpu" or cfg.amp == "fp32":
+        return "fp32"
+    row = _row(kind)
+    return "fp16" if cfg.amp == "bf16" and row is not None and not row[2] else cfg.amp
+
+
+def peak_tflops(device_name: str, precision: str | None = None) -> tuple[float, str] | None:
+    """(dense peak TFLOP/s, its precision) of a GPU from its name, or None if not in the table.
+
+    `precision` None: the 16-bit precision the GPU trains in (bf16, or fp16 where it has no bf16).
+    """
+    row = _row(device_name)
+    if row is None:
+        return None
+    _, half, bf16, single = row
+    precision = precision or ("bf16" if bf16 else "fp16")
+    if precision == "fp32":
+        return single, "fp32"
+    if precision == "bf16" and not bf16:
+        return None  # emulated: no data-sheet peak
+    return half, precision
 
 
 def train_flops(cfg: TrainConfig) -> tuple[float, float]:
@@ -424,12 +449,12 @@ def _count(model: str, kwargs: str, channels: int, size: int) -> tuple[float, fl
     return fwd.get_total_flops() / 2, both.get_total_flops() / 2, n, leaves
 
 
-def guess_epoch_seconds(cfg: TrainConfig, device: torch.device) -> float:
-    """A guess of one epoch's seconds from FLOPs, step count and checkpoint size.
+def guess_epoch_seconds(cfg: TrainConfig, kind: str) -> float:
+    """A guess of one epoch's seconds on device kind `kind` from FLOPs, step count and checkpoint size.
 
-    The training and test passes' counted FLOPs over an assumed throughput, plus an assumed
-    overhead per optimiser step, plus writing the per-epoch resume checkpoint (weights and
-    optimiser state).
+    The training and test passes' counted FLOPs over an assumed throughput (a share of the GPU's
+    peak in the precision it trains in), plus an assumed overhead per optimiser step, plus writing
+    the per-epoch resume checkpoint (weights and optimiser state).
     """
     n_train, n_test = SIZES[cfg.dataset]
     n_train, n_test = cfg.train_subset or n_train, cfg.test_subset or n_test
@@ -438,28 +463,48 @@ def guess_epoch_seconds(cfg: TrainConfig, device: torch.device) -> float:
     steps = math.ceil(n_train / cfg.batch_size)
     buffers = 2 if cfg.optimizer == "adam" else int(cfg.momentum > 0)
     write = 4 * n_parameters(cfg) * (1 + buffers) / CHECKPOINT_BYTES_PER_S
-    if device.type != "cuda":
+    if kind == "cpu":
         return flops / CPU_FLOPS + CPU_STEP_OVERHEAD * steps + write
-    peak = peak_tflops(torch.cuda.get_device_name(device))
-    rate = GPU_EFFICIENCY * peak[0] * 1e12 if peak else GPU_FLOPS_UNKNOWN
-    if cfg.amp == "fp32":
-        rate /= 8  # float32 without tensor cores (cuDNN's TF32 convolutions do better)
+    precision = device_precision(cfg, kind)
+    peak = peak_tflops(kind, precision)
+    if peak is not None:
+        rate = GPU_EFFICIENCY * peak[0] * 1e12
+    else:  # not in the table (or bf16 emulated): a generic GPU, float32 without tensor cores
+        rate = GPU_FLOPS_UNKNOWN / (8 if precision == "fp32" or _row(kind) else 1)
     base, per_module = GPU_STEP_OVERHEAD
     return flops / rate + (base + per_module * n_modules(cfg)) * steps + write
 
 
-def epoch_estimate(cfg: TrainConfig, device: torch.device) -> tuple[float, str]:
-    """(seconds per epoch, where that number comes from) for cfg on `device`."""
+def epoch_estimate(cfg: TrainConfig, device: torch.device | str | None = None) -> tuple[float, str]:
+    """(seconds per epoch, where that number comes from) for cfg on `device` (or a GPU's name)."""
+    device, kind = resolve_device(device)
+    cfg = cfg.replace(amp=device_precision(cfg, kind)) if device.type == "cuda" else cfg
     compiled = train.compile_requested()
-    for kind in dict.fromkeys([timings.device_kind(device, compiled), timings.device_kind(device)]):
-        seconds = timings.epoch_seconds(cfg, kind)
+    for k in dict.fromkeys([kind + (" +compile" if compiled else ""), kind]):
+        seconds = timings.epoch_seconds(cfg, k)
         if seconds is not None:
-            return seconds, f"measured on {kind}"
+            return seconds, f"measured on {k}"
     if device.type == "cpu":
         seconds = CPU_EPOCH_SECONDS.get(timings.timing_key(cfg.replace(amp="bf16")))
         if seconds is not None:
             return seconds, "guess: measured once on a 2-core CPU"
-    return guess_epoch_seconds(cfg, device), "guess: from FLOPs"
+    return guess_epoch_seconds(cfg, kind), "guess: from FLOPs"
+
+
+def resolve_device(device: torch.device | str | None = None) -> tuple[torch.device, str]:
+    """(torch device, device kind) of `device`: a torch device, "cuda", "cpu", or a GPU's name.
+
+    A GPU's name (e.g. "Tesla T4", from `--assume-device`) prices that GPU without having it:
+    its kind is the name, its checkpoints are looked up as CUDA ones.
+    """
+    if device is None:
+        device = train.default_device()
+    if isinstance(device, str):
+        try:
+            device = torch.device(device)
+        except RuntimeError:
+            return torch.device("cuda"), device
+    return device, timings.device_kind(device)
 
 
 # ---------------------------------------------------------------- the plan
@@ -476,7 +521,7 @@ def make(
 
     A run that an earlier chapter (or an earlier run) of the same plan trains counts once.
     """
-    device = torch.device(device) if device is not None else train.default_device()
+    device, kind = resolve_device(device)
     built: set[str] = set()
     estimates: dict[str, tuple[float, str]] = {}
     plans = []
@@ -484,10 +529,14 @@ def make(
         runs = chapter_runs(chapter, profile, params.get(chapter, {}), folder)
         plan = ChapterPlan(chapter, None if runs is None else [])
         for run in runs or []:
+            if device.type == "cuda":  # the precision it really trains in, as `train` keys it
+                run = dataclasses.replace(
+                    run, cfg=run.cfg.replace(amp=device_precision(run.cfg, kind))
+                )
             epochs, status, note = _to_train(run, device, built)
             key = timings.timing_key(run.cfg)
             if key not in estimates:
-                estimates[key] = epoch_estimate(run.cfg, device)
+                estimates[key] = epoch_estimate(run.cfg, kind if device.type == "cuda" else device)
             per_epoch, source = estimates[key]
             plan.runs.append(RunPlan(run, status, epochs, epochs * per_epoch, note))
             plan.epochs += epochs
@@ -539,9 +588,15 @@ def summary(plans: list[ChapterPlan]) -> str:
 
 def report(plans: list[ChapterPlan], profile: str, device: torch.device | str | None = None) -> str:
     """The full plan: per chapter, every run and whether it is cached; the configs; the summary."""
-    device = torch.device(device) if device is not None else train.default_device()
+    device, kind = resolve_device(device)
     compiled = " with torch.compile" if train.compile_requested() else ""
-    out = [f"Plan for profile {profile!r} on {timings.device_kind(device)}{compiled}"]
+    amp = config.amp_override() or "bf16"
+    precision = (
+        device_precision(TrainConfig(amp=amp), kind)
+        if device.type == "cuda"
+        else train.precision(TrainConfig(amp=amp), device)
+    )
+    out = [f"Plan for profile {profile!r} on {kind}{compiled}, training in {precision}"]
     recipes: dict[str, tuple[str, TrainConfig]] = {}  # timing key -> (name, config)
     for p in plans:
         if p.runs is None:
@@ -571,13 +626,51 @@ def report(plans: list[ChapterPlan], profile: str, device: torch.device | str | 
         ]
     w = max([12, *(len(name) for name, _ in recipes.values())])
     for name, cfg in recipes.values():
-        per_epoch, source = epoch_estimate(cfg, device)
+        per_epoch, source = epoch_estimate(cfg, kind if device.type == "cuda" else device)
         sched = cfg.schedule + (f" {list(cfg.milestones)}" if cfg.milestones else "")
         sched += f" after {cfg.warmup_epochs} warm-up epochs" if cfg.warmup_epochs else ""
         out.append(
             f"  {name:<{w}} {cfg.model} {cfg.model_kwargs} on {cfg.dataset}: {cfg.optimizer} lr "
             f"{cfg.lr:g}, {sched}, {cfg.epochs} epochs, batch {cfg.batch_size}"
-            f"{', augmented' if cfg.augment else ''}: {per_epoch:.3g} s/epoch ({source})"
+            f"{', augmented' if cfg.augment else ''}: {per_epoch:.3g} s/epoch in "
+            f"{device_precision(cfg, kind) if device.type == 'cuda' else 'fp32'} ({source})"
         )
     out += ["", "Estimated time:", summary(plans)]
     return "\n".join(out)
+
+
+def alone(
+    chapters: list[str],
+    profile: str,
+    params: dict[str, dict[str, Any]],
+    device: torch.device | str | None = None,
+) -> list[ChapterPlan]:
+    """The plan of each chapter run by itself (a fresh Colab runtime: nothing shared with others)."""
+    return [plan for c in chapters for plan in make([c], profile, params, device)]
+
+
+def chapter_summary(
+    chapter: str, profile: str, params: dict[str, Any], device: torch.device | str | None = None
+) -> str:
+    """A few lines for the top of a chapter: what it trains, what is cached, the estimate here."""
+    device, kind = resolve_device(device)
+    (p,) = make([chapter], profile, {chapter: params}, kind if device.type == "cuda" else device)
+    if p.runs is None:
+        return f"{chapter}: no training plan"
+    cached = sum(r.status != "train" for r in p.runs)
+    lines = [
+        f"Plan ({profile!r} profile on {kind}): {len(p.runs)} training runs, {cached} already "
+        f"cached or shared; {p.epochs} epochs to train, ~{duration(p.seconds)}{_kind(p)}"
+    ]
+    seen = set()
+    for r in p.runs:
+        cfg = r.run.cfg
+        if train.timing_key(cfg) in seen:
+            continue
+        seen.add(train.timing_key(cfg))
+        precision = device_precision(cfg, kind) if device.type == "cuda" else "fp32"
+        lines.append(
+            f"  {r.run.role}{f' ({r.run.recipe})' if r.run.recipe else ''}: {cfg.model} on "
+            f"{cfg.dataset}, {cfg.epochs} epochs per run, {precision}"
+        )
+    return "\n".join(lines)

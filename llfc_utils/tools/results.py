@@ -12,7 +12,8 @@ from llfc_utils.tools.paths import RESULTS
 
 
 def results_dir() -> Path:
-    """Where chapters write their results: $LLFC_RESULTS, default book/results in the repository."""
+    """Where chapters write their results: $LLFC_RESULTS, else book/results of the checkout, or of
+    ~/.cache/llfc_book for an installed package (`paths.RESULTS`)."""
     return settings.folder("LLFC_RESULTS") if settings.get("LLFC_RESULTS") else RESULTS
 
 

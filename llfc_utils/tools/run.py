@@ -5,9 +5,11 @@ Each chapter `notebooks/<name>.ipynb` is executed with its `parameters` cell ove
 Executed copies are generated, never committed.
 
 Before it runs anything it prints what the chapters will train and how long that should take on
-this device (`llfc_utils.tools.plan`); `--dry-run` prints the whole plan and stops there. `--amp fp32`
-trains in float32 on CUDA instead of bf16 autocast (sets LLFC_AMP); `--compile` uses
-torch.compile where it works (sets LLFC_COMPILE=1).
+this device (`llfc_utils.tools.plan`); `--dry-run` prints the whole plan and stops there, and
+`--assume-device "Tesla T4"` prices it for another device (a GPU's name as CUDA reports it, or cpu).
+`--amp fp32` trains in float32 instead of 16-bit autocast (sets LLFC_AMP); `--compile` uses
+torch.compile where it works (sets LLFC_COMPILE=1). An installed package runs the chapters it
+carries and writes them under ~/.cache/llfc_book/book (`paths`).
 
 A chapter is skipped as up to date only if its executed copy ran to the end (the runner stamps it
 then; a killed run leaves none) with the same sources, parameters, profile, precision, compile flag
@@ -31,7 +33,7 @@ from llfc_utils import settings
 from llfc_utils.config import AMP, PROFILES
 from llfc_utils.tools import paths
 from llfc_utils.tools.paths import BOOK as OUTPUT
-from llfc_utils.tools.paths import NOTEBOOKS, PACKAGE, ROOT
+from llfc_utils.tools.paths import CHECKOUT, NOTEBOOKS, PACKAGE, ROOT
 
 RESULTS_PAGE = "results"  # collects every chapter's claims; executed after the chapters
 
@@ -39,6 +41,15 @@ RESULTS_PAGE = "results"  # collects every chapter's claims; executed after the 
 def chapters() -> list[str]:
     """The chapter names, in book order (the sorted notebook file names)."""
     return [p.stem for p in paths.chapters()]
+
+
+def no_chapters_message() -> str:
+    """What to do when no chapter notebooks are found (a package installed without them)."""
+    return (
+        f"no chapter notebooks in {NOTEBOOKS}: this installation of llfc_utils lacks them. "
+        "Clone the book's repository (its address is repository.url in its _config.yml) and run "
+        "from there, or reinstall the package from it."
+    )
 
 
 def _value(text: str) -> object:
@@ -108,6 +119,8 @@ def check_parameters(name: str, params: dict[str, object]) -> None:
             raise ValueError(
                 f"chapter {name} has no parameter {key!r}; valid: {', '.join(defaults)}"
             )
+        if key == "profile":  # None in the notebook: "choose for me"; checked below
+            continue
         if not _like(value, defaults[key]):
             raise ValueError(
                 f"chapter {name}: parameter {key!r} must be {type(defaults[key]).__name__} like "
@@ -117,7 +130,7 @@ def check_parameters(name: str, params: dict[str, object]) -> None:
         if why:
             raise ValueError(f"chapter {name}: parameter {key!r} {why}; got {value!r}")
     profile = params.get("profile", defaults.get("profile"))
-    if profile not in PROFILES:
+    if profile is not None and profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
 
 
@@ -163,7 +176,7 @@ def run_chapter(
             str(NOTEBOOKS / f"{name}.ipynb"),
             str(out),
             parameters={"profile": profile, **params},
-            cwd=str(ROOT),
+            cwd=str(ROOT if CHECKOUT else out_dir),  # never site-packages
             progress_bar=False,
             kernel_name="python3",
             # The kernel listens on localhost only; without this it warns on every chapter that
@@ -243,12 +256,14 @@ def up_to_date(name: str, profile: str, params: dict[str, object], out_dir: Path
     )
 
 
-def _plan(todo: list[str], profile: str, params: dict[str, object]) -> list:
+def _plan(
+    todo: list[str], profile: str, params: dict[str, object], device: str | None = None
+) -> list:
     """The training plan of chapters `todo` (llfc_utils.tools.plan) with their full parameters."""
     from llfc_utils.tools import plan
 
     full = {name: {**parameters(name), "profile": profile, **params} for name in todo}
-    return plan.make(todo, profile, full)
+    return plan.make(todo, profile, full, device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,7 +290,15 @@ def main(argv: list[str] | None = None) -> int:
         help="print what would be trained and how long; run nothing",
     )
     parser.add_argument(
-        "--amp", choices=AMP, help="precision on CUDA (default bf16 autocast); sets LLFC_AMP"
+        "--assume-device",
+        metavar="NAME",
+        help='with --dry-run: price the plan for this device, e.g. "Tesla T4", '
+        '"NVIDIA A100-SXM4-40GB" or cpu',
+    )
+    parser.add_argument(
+        "--amp",
+        choices=AMP,
+        help="precision on CUDA (default: bf16 autocast, fp16 on GPUs without bf16); sets LLFC_AMP",
     )
     parser.add_argument(
         "--compile",
@@ -294,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.compile:
         os.environ["LLFC_COMPILE"] = "1"
     known = chapters()
+    if not known:
+        parser.error(no_chapters_message())
+    if args.assume_device and not args.dry_run:
+        parser.error("--assume-device prices a plan: use it with --dry-run")
     todo = args.chapters or known
     unknown = [c for c in todo if c not in known]
     if unknown:
@@ -308,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     from llfc_utils.tools import plan  # after the cheap checks: this imports torch
 
     try:
-        plans = _plan(todo, args.profile, params)
+        plans = _plan(todo, args.profile, params, args.assume_device)
     except ValueError as e:  # a parameter the chapters cannot use: fail before anything runs
         parser.error(str(e))
     except Exception as e:  # noqa: BLE001 - the estimate is a courtesy: never block a real run
@@ -317,7 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(no time estimate: {type(e).__name__}: {e})", file=sys.stderr)
         plans = None
     if args.dry_run:
-        print(plan.report(plans, args.profile), flush=True)
+        print(plan.report(plans, args.profile, args.assume_device))
+        full = {n: {**parameters(n), "profile": args.profile, **params} for n in todo}
+        print("Each chapter alone (a fresh runtime, as on Colab: nothing shared between chapters):")
+        print(plan.summary(plan.alone(todo, args.profile, full, args.assume_device)), flush=True)
         return 0
     if plans is not None:
         print(

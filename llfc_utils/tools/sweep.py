@@ -139,7 +139,7 @@ def run_job(
     """Execute one job into `folder` (runs on a worker); write and return its job.json record.
 
     The kernel inherits this process's environment, set here: results into `folder`, this
-    profile (chapters let $LLFC_PROFILE override their parameter), no progress bars, `threads`
+    profile (as the parameter and as $LLFC_PROFILE), no progress bars, `threads`
     torch threads. So a worker process must run one job at a time (one thread).
     """
     out = Path(folder)
