@@ -96,7 +96,8 @@ def test_a_chapter_prints_its_plan(monkeypatch, capsys) -> None:
     out = capsys.readouterr().out
     assert "Plan ('smoke' profile on cpu)" in out and "epochs to train" in out
     assert "mlp: mlp on fashion_mnist" in out
-    colab.choose_profile("smoke", "02_spawning", {})  # a plan that fails never stops the chapter
+    # a plan that fails never stops the chapter
+    colab.choose_profile("smoke", "02_spawning", {**params, "roles": ["no_such_role"]})
     assert "(no training plan: ValueError" in capsys.readouterr().out
     colab.choose_profile("paper", "00_training", run.parameters("00_training"))
     assert "hours to days" in capsys.readouterr().out

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from llfc_utils import config, permute, train
+from llfc_utils import config, permute, timings, train
 from llfc_utils.tools import run
 
 N_TRAIN, N_TEST = 60, 40  # more than tiny's 32 images
@@ -148,7 +148,7 @@ def test_every_chapter_runs_the_gpu_profiles_roles_at_tiny_scale(tmp_path, monke
         assert record["profile"] == "gpu"
     print("seconds per chapter:", seconds)
     # every role trained, on the synthetic files, in the tiny configs
-    trained = {key for key in json.loads(train.timings_path().read_text())["devices"]["cpu"]}
-    tiny = {train.timing_key(config.tiny(c)) for c in config.PROFILES["gpu"].values()}
+    trained = {key for key in json.loads(timings.timings_path().read_text())["devices"]["cpu"]}
+    tiny = {timings.timing_key(config.tiny(c)) for c in config.PROFILES["gpu"].values()}
     assert tiny <= trained, "a role of the gpu profile was never trained"
     assert os.environ["LLFC_SCALE"] == "tiny"

@@ -63,8 +63,8 @@ def test_dry_run_prints_the_plan_and_trains_nothing(capsys, monkeypatch, _isolat
     code = run.main(["--profile", "smoke", "--chapters", "01_lmc_basics", "--dry-run"])
     out = capsys.readouterr().out
     assert code == 0
-    # 3 seeds, each 2 x 6 + 2 + 2 x 4
-    assert "01_lmc_basics: 12 runs, 66 epochs to train" in out, out
+    # the smoke profile's 2 seeds (config.SEEDS), each 2 x 6 + 2 + 2 x 4
+    assert "01_lmc_basics: 8 runs, 44 epochs to train" in out, out
     assert "spawned k=2" in out and "from scratch" in out
     assert "total" in out and "guess" in out
     assert not _isolated_cache.exists() or not any(_isolated_cache.iterdir())
@@ -143,11 +143,11 @@ def test_plan_of_chapter_01_is_exactly_what_training_caches(_isolated_cache, mon
 def test_runs_shared_between_chapters_count_once():
     params = {c: _params(c, profile="smoke") for c in ("01_lmc_basics", "04_weak_additivity")}
     p01, p04 = plan.make(["01_lmc_basics", "04_weak_additivity"], "smoke", params, CPU)
-    assert p01.epochs == 3 * (2 * 6 + 2 + 2 * 4)  # 3 seeds; smoke mlp: 6 epochs; spawned k=2
-    # 04 needs 01's mlp pairs (spawned k=2 and independent, the same 3 seeds): all shared; and
+    assert p01.epochs == 2 * (2 * 6 + 2 + 2 * 4)  # smoke: 2 seeds; mlp 6 epochs; spawned k=2
+    # 04 needs 01's mlp pairs (spawned k=2 and independent, the same 2 seeds): all shared; and
     # the cnn (4 epochs) per seed: spawned k=3 (3 + 2 x 1) and an independent pair (2 x 4)
-    assert [r.status for r in p04.runs if r.run.role == "mlp"] == ["shared"] * 12
-    assert p04.epochs == 3 * ((3 + 2 * 1) + 2 * 4)
+    assert [r.status for r in p04.runs if r.run.role == "mlp"] == ["shared"] * 8
+    assert p04.epochs == 2 * ((3 + 2 * 1) + 2 * 4)
 
 
 def test_a_half_trained_run_counts_only_its_remaining_epochs(_isolated_cache):
@@ -301,14 +301,16 @@ def test_each_device_is_priced_in_the_precision_it_trains_in():
     a100 = plan.epoch_estimate(cfg, "NVIDIA A100-SXM4-40GB")[0]
     assert a100 < t4 < t4_fp32
     # a time measured on a T4 is keyed by the precision it really ran in
-    train.record_epoch_seconds(cfg.replace(amp="fp16"), "Tesla T4", 11.0)
+    timings.record_epoch_seconds(cfg.replace(amp="fp16"), "Tesla T4", 11.0)
     assert plan.epoch_estimate(cfg, "Tesla T4") == (11.0, "measured on Tesla T4")
 
 
 def test_train_resolves_bf16_to_fp16_on_gpus_without_it(monkeypatch):
     cfg = config.get("gpu", "cnn")
     cuda = torch.device("cuda")
-    assert train.precision(cfg, CPU) == "fp32"
+    expected_cpu = "bf16" if train.cpu_has_bf16() else "fp32"  # CPU bf16 where it is native
+    assert train.precision(cfg, CPU) == expected_cpu
+    assert train.precision(cfg.replace(amp="fp32"), CPU) == "fp32"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (7, 5))  # a T4
     assert train.precision(cfg, cuda) == "fp16"

@@ -33,6 +33,7 @@ from typing import Any
 from unittest import mock
 
 import torch
+import torch._dynamo  # noqa: F401  (imports sympy whole before chapter code runs on stand-ins)
 
 from llfc_utils import cache, config, data, models, timings, train
 from llfc_utils.config import TrainConfig
@@ -665,9 +666,9 @@ def chapter_summary(
     seen = set()
     for r in p.runs:
         cfg = r.run.cfg
-        if train.timing_key(cfg) in seen:
+        if timings.timing_key(cfg) in seen:
             continue
-        seen.add(train.timing_key(cfg))
+        seen.add(timings.timing_key(cfg))
         precision = device_precision(cfg, kind) if device.type == "cuda" else "fp32"
         lines.append(
             f"  {r.run.role}{f' ({r.run.recipe})' if r.run.recipe else ''}: {cfg.model} on "

@@ -73,6 +73,8 @@ def parameters(name: str) -> dict[str, object]:
 def _like(value: object, default: object) -> bool:
     """Whether `value` has the type of `default`, inside lists and dicts too (an int for a float)."""
     want = type(default)
+    if default is None:  # "choose for me" (e.g. seeds = None): the chapter checks the value
+        return True
     if isinstance(value, bool) or isinstance(default, bool):
         return isinstance(value, bool) and isinstance(default, bool)
     if want is float:
