@@ -29,7 +29,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("LLFC_TIMINGS", HOME + "epoch_seconds.json", "measured seconds per epoch"),
         Setting("LLFC_RESULTS", None, "where chapters write their results (default: book/results)"),
         Setting(
-            "LLFC_PROFILE", None, "the profile every chapter runs, over its `profile` parameter"
+            "LLFC_PROFILE", None, "the profile a chapter runs when its `profile` parameter is None"
         ),
         Setting("LLFC_PROGRESS", "1", "0 hides the progress bars"),
         Setting(
