@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -161,7 +162,7 @@ def test_laptop_estimate_comes_from_the_planner_with_an_empty_cache(monkeypatch)
     nb = nbformat.read(run.NOTEBOOKS / "00_training.ipynb", as_version=4)
     seconds = labs.laptop_seconds(nb, "00_training")
     assert seconds is not None and 10 < seconds < 3600
-    assert labs.os.environ["LLFC_TIMINGS"] == "/nonexistent/timings.json", "restored"
+    assert os.environ["LLFC_TIMINGS"] == "/nonexistent/timings.json", "restored"
 
 
 def test_fill_solutions_refuses_a_stale_lab() -> None:

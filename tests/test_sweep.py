@@ -16,7 +16,7 @@ import pytest
 from llfc_utils.tools import run, sweep
 
 CHAPTER = "01_lmc_basics"
-SMALL = {"n_alphas": [3], "train_eval_size": [256], "extras": [False]}  # a fast smoke evaluation
+SMALL = {"n_alphas": [3], "train_eval_size": [256], "extras": [False], "n_seeds": [1]}  # fast
 
 
 def test_parse_grid() -> None:
@@ -102,7 +102,7 @@ def _fake_chapter(folder) -> None:
         v4.new_code_cell('profile = "cpu"\nx = 0', metadata={"tags": ["parameters"]}),
         v4.new_code_cell(
             "import os, torch\n"
-            "from llfc_utils import results\n"
+            "from llfc_utils.tools import results\n"
             'if x == 2:\n    raise RuntimeError("x = 2 breaks")\n'
             "env = {k: os.environ.get(k) for k in ('OMP_NUM_THREADS', 'LLFC_PROFILE')}\n"
             'results.write("99_fake", profile, [], {"x": x, "torch_threads": torch.get_num_threads(), **env})'

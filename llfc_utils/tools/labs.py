@@ -24,7 +24,6 @@ import argparse
 import ast
 import contextlib
 import copy
-import os
 import re
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from nbformat import NotebookNode
 
 import llfc_utils
 from llfc_utils.config import PROFILES
-from llfc_utils.tools import colab
+from llfc_utils.tools import colab, run
 from llfc_utils.tools.colab import BADGE_SVG, INSTALL_TAG
 from llfc_utils.tools.paths import NOTEBOOKS, ROOT, chapters
 
@@ -114,18 +113,10 @@ def install_source() -> str:
 @contextlib.contextmanager
 def _fresh_machine() -> Iterator[None]:
     """Point the checkpoint cache and the measured timings at an empty folder, as on a student's laptop."""
-    saved = {k: os.environ.get(k) for k in ("LLFC_CACHE", "LLFC_TIMINGS")}
     with tempfile.TemporaryDirectory() as empty:
-        os.environ["LLFC_CACHE"] = empty
-        os.environ["LLFC_TIMINGS"] = str(Path(empty) / "timings.json")
-        try:
+        fresh = {"LLFC_CACHE": empty, "LLFC_TIMINGS": str(Path(empty) / "timings.json")}
+        with run.environment(fresh):
             yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
 
 def _parameters(nb: NotebookNode) -> dict[str, Any]:
