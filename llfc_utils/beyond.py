@@ -218,19 +218,8 @@ def lr_variants(cfg: TrainConfig, lr_factors: Sequence[float], adam_lr: float = 
 
 
 def llfc_ratio(result: Mapping, alpha: float = 0.5) -> float:
-    """Largest LLFC / baseline ratio (E_x[1 - cos]) at `alpha` over the hidden layers of `metrics.llfc` output.
-
-    The first layer (linear in the weights: exact for any pair) and the last (the logits, whose
-    baseline is tiny and fragile) are left out, as in chapters 2 and 3.
-    """
-    inner = list(result["layers"])[1:-1]
-    if not inner:
-        raise ValueError(f"need at least three layers, got {result['layers']}")
-    j = list(result["alphas"]).index(alpha)
-    return max(
-        result["cos_dist_per_sample"][l][j] / result["baseline_cos_dist_per_sample"][l]
-        for l in inner
-    )
+    """Largest LLFC / baseline ratio over the hidden layers: `metrics.baseline_ratio`."""
+    return metrics.baseline_ratio(dict(result), alpha)
 
 
 def rank_correlation(xs: Sequence[float], ys: Sequence[float]) -> float:

@@ -380,6 +380,22 @@ def at_alpha(result: dict, key: str = "cos_dist_per_sample", alpha: float = 0.5)
     return {l: result[key][l][i] for l in result["layers"]}
 
 
+def baseline_ratio(result: dict, alpha: float = 0.5) -> float:
+    """Largest LLFC / own A-B baseline ratio (E_x[1 - cos]) at `alpha` over the hidden layers.
+
+    The first layer (linear in the weights: exact for any pair) and the logits (whose baseline
+    is tiny and fragile) are left out, and so is a layer whose baseline is 0 (NaN if none is left). Chapter 2
+    shows why this ratio cannot decide LLFC on its own (an independent MLP pair scores low).
+    """
+    inner = list(result["layers"])[1:-1]
+    if not inner:
+        raise ValueError(f"need at least three layers, got {result['layers']}")
+    half = at_alpha(result, "cos_dist_per_sample", alpha)
+    base = result["baseline_cos_dist_per_sample"]
+    ratios = [half[l] / base[l] for l in inner if base[l] > 0]
+    return max(ratios) if ratios else math.nan
+
+
 def llfc_relative(
     result: dict, reference: dict, alpha: float = 0.5, key: str = "cos_dist_per_sample"
 ) -> dict[str, float]:
@@ -414,16 +430,17 @@ def llfc_test(
     (Frankle et al.'s 2 %); LLFC holds iff at every layer but the exact first one (logits
     included) the dissimilarity at alpha = 0.5 is below `llfc_tol` times the reference's
     (`llfc_relative`). Returns {"lmc", "llfc", "barrier_ratio" (loss barrier over the
-    reference's), "max_relative", "worst_layer", "relative"}; the paper's claim is lmc == llfc.
+    reference's; NaN where it has none), "max_relative", "worst_layer", "relative"}; the paper's
+    claim is lmc == llfc.
     """
-    if not reference["barrier"] > 0:
-        raise ValueError(f"the reference pair's barrier is {reference['barrier']}: not a reference")
     rel = llfc_relative(pair["llfc"], reference["llfc"])
     worst = max(rel, key=rel.get)
     return {
         "lmc": bool(pair["error_barrier"] < lmc_tol),
         "llfc": bool(rel[worst] < llfc_tol),
-        "barrier_ratio": pair["barrier"] / reference["barrier"],
+        "barrier_ratio": pair["barrier"] / reference["barrier"]
+        if reference["barrier"] > 0
+        else math.nan,
         "max_relative": rel[worst],
         "worst_layer": worst,
         "relative": rel,

@@ -144,10 +144,11 @@ def ex02_2(worst_layer: Any, record: Mapping[str, Any], alpha: float = 0.5) -> H
     """`worst_layer`: the student's layer; `record`: the spawned pair's LLFC record ("alphas",
     "layers", "cos_dist_per_sample" per layer over alphas, "baseline_cos_dist_per_sample")."""
     mid = list(record["alphas"]).index(alpha)
-    ratios = {
+    ratios = {  # layers whose baseline is 0 (dead in both nets) have no ratio
         layer: _value(record["cos_dist_per_sample"][layer][mid])
         / _value(record["baseline_cos_dist_per_sample"][layer])
         for layer in record["layers"]
+        if _value(record["baseline_cos_dist_per_sample"][layer]) > 0
     }
     hint = _largest(worst_layer, ratios, "worst_layer", "ratio")
     if hint and worst_layer in ratios:
