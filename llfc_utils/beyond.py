@@ -8,6 +8,8 @@
   output of one Linear/Conv layer replaced by a *donor* net's output of the same layer on the same
   inputs, with no adapter, and measure the receiver's loss and accuracy. The authors stitch A's
   features into B ("W_B with H_A") at every Conv/Linear output.
+- Spectra (the paper's App. B.5, chapter 3): the singular values of each layer's weight W and
+  of its input features H, and their effective rank over the dimension (`layer_spectra`).
 - The learning-rate study: the configs it trains (`lr_variants`) and a one-row summary of a pair
   (`pair_summary`): barrier and LLFC.
 
@@ -121,6 +123,53 @@ def layer_principal_angles(
         out["angles"][l] = angles.tolist()
         out["mean"][l] = float(angles.mean())
         out["random"][l] = random_subspace_angle(n, kk)
+    return out
+
+
+# ---------------------------------------------------------------- spectra (the paper's App. B.5)
+
+
+def effective_rank(singular_values: Sequence[float] | np.ndarray) -> float:
+    """exp of the entropy of the normalised singular values (Roy and Vetterli 2007): 1 to their number."""
+    s = np.asarray(singular_values, dtype=float)
+    s = s[s > 0]
+    if len(s) == 0:
+        return 0.0
+    p = s / s.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+@torch.no_grad()
+def layer_spectra(
+    model: nn.Module, x: torch.Tensor, layers: Sequence[str] | None = None, batch_size: int = 500
+) -> dict:
+    """Singular values of W and of H at each Linear/Conv layer, largest first.
+
+    W is the weight as (out, in k k) (`weight_matrix`); H is the layer's input on `x` as a
+    (channels, samples) matrix, each pixel of a conv input one sample, its singular values taken
+    from the Gram matrix H H^T accumulated in float64 over batches. Returns {"layers", "w", "h"
+    (layer -> singular values), "w_rank", "h_rank" (layer -> effective rank over the dimension:
+    1 for a flat spectrum, small for a nearly low-rank matrix)}.
+    """
+    check_batch_size(batch_size)
+    mods = dict(model.named_modules())
+    layers = list(layers or weight_layers(model))
+    gram: dict[str, torch.Tensor] = {}
+    model.eval()
+    for i in range(0, len(x), batch_size):
+        with features.capture(model, layers, inputs=True) as store:
+            model(x[i : i + batch_size])
+        for l in layers:
+            h = store[l].double()
+            h = h.movedim(1, -1).reshape(-1, h.shape[1]) if h.dim() == 4 else h.flatten(1)
+            gram[l] = gram[l] + h.T @ h if l in gram else h.T @ h
+    out: dict = {"layers": layers, "w": {}, "h": {}, "w_rank": {}, "h_rank": {}}
+    for l in layers:
+        w = np.linalg.svd(weight_matrix(mods[l]).numpy(), compute_uv=False)
+        h = np.sqrt(np.clip(np.linalg.eigvalsh(gram[l].cpu().numpy())[::-1], 0, None))
+        out["w"][l], out["h"][l] = w.tolist(), h.tolist()
+        out["w_rank"][l] = effective_rank(w) / len(w)
+        out["h_rank"][l] = effective_rank(h) / len(h)
     return out
 
 

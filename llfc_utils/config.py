@@ -308,6 +308,51 @@ PROFILES: dict[str, dict[str, TrainConfig]] = {
 }
 
 
+# ---------------------------------------------------------------- widths (chapter 03)
+
+
+def at_width(cfg: TrainConfig, width: float) -> TrainConfig:
+    """cfg's net at another width: the MLP's hidden units, or the VGG's / ResNet's channel multiplier.
+
+    A VGG's classifier is scaled by the same factor as its convolutions; everything else (data,
+    recipe, norm) is kept, so `at_width(cfg, its own width) == cfg` and shares its checkpoints.
+    """
+    kwargs = dict(cfg.model_kwargs)
+    if cfg.model == "mlp":
+        hidden = kwargs.get("widths", (512, 512, 512))
+        if set(hidden) == {width}:
+            return cfg
+        kwargs["widths"] = (int(width),) * len(hidden)
+    else:
+        old = kwargs.get("width", 1.0)
+        if old == width:
+            return cfg
+        kwargs["width"] = float(width)
+        if cfg.model.startswith("vgg"):
+            hidden = kwargs.get("classifier", (4096, 4096))
+            kwargs["classifier"] = tuple(max(1, round(c * width / old)) for c in hidden)
+    return cfg.replace(model_kwargs=kwargs)
+
+
+# Chapter 03's width sweep (the paper's App. B.5: permutation connects wide nets, not narrow ones),
+# per profile and role: the MLP's hidden units and the VGG's channel multiplier (1 = the standard
+# VGG's 64 to 512 channels). The cpu widths that equal a role's own (MLP 512, VGG 1/8) reuse its
+# checkpoints.
+WIDTHS: dict[str, dict[str, tuple[float, ...]]] = {
+    "smoke": {"mlp": (16, 64), "cnn": (0.0625, 0.125)},
+    "cpu": {"mlp": (32, 64, 128, 256, 512, 1024), "cnn": (0.0625, 0.125, 0.25, 0.5)},
+    "gpu": {"mlp": (64, 256, 1024), "cnn": (0.25, 0.5, 1.0)},
+    "paper": {"mlp": (32, 128, 512, 2048), "cnn": (0.25, 0.5, 1.0, 2.0)},
+}
+
+# Chapter 03's conv net that permutation connects, `cnn_wide`: the small VGG's recipe at 1/2 width
+# (32 to 256 channels), the narrowest width of the cpu sweep where an aligned pair (AM, BatchNorm
+# statistics recomputed) reaches a tenth of the unaligned barrier. The gpu and paper profiles keep
+# it as it is (seconds per epoch on a GPU): Git Re-Basin's own conv net is `resnet20_ln`.
+PROFILES["smoke"]["cnn_wide"] = at_width(PROFILES["smoke"]["cnn"], 0.125)
+for _name in ("cpu", "gpu", "paper"):
+    PROFILES[_name]["cnn_wide"] = at_width(_CNN_CPU, 0.5)
+
 # How many replicates (seeds) a chapter runs by default, per profile: every headline number is a
 # mean over them with its spread. Two are the least the LLFC test needs (each pair is judged
 # against another seed's independent pair); the gpu profile keeps two to fit one sitting.

@@ -27,7 +27,14 @@ from tqdm import tqdm
 
 from llfc_utils import features, settings
 from llfc_utils.config import check_batch_size
-from llfc_utils.interpolate import check_alphas, check_inputs, check_same_architecture, lerp_state
+from llfc_utils.interpolate import (
+    check_alphas,
+    check_inputs,
+    check_same_architecture,
+    lerp,
+    lerp_state,
+    reset_bn,
+)
 
 
 def cosine_dissimilarity(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -108,8 +115,12 @@ def llfc(
     layers: Sequence[str] | None = None,
     batch_size: int = 500,
     progress: bool | None = None,
+    bn_reset: torch.Tensor | None = None,
 ) -> dict:
     """LLFC per layer and alpha, and the A-vs-B baseline, streamed over `x`.
+
+    With `bn_reset` (inputs), each interpolated net's BatchNorm statistics are recomputed on
+    them first (`interpolate.reset_bn`, as `lmc_curve(..., bn_reset=...)`): one state per alpha.
 
     Returns {"layers", "alphas", "cos_dist", "cos_dist_per_sample", "cos_dist_per_sample_std",
     "scale_c", "baseline_cos_dist", "baseline_cos_dist_per_sample"}; the first four map each layer
@@ -125,6 +136,9 @@ def llfc(
     net = copy.deepcopy(model_a).eval()  # runs every interpolated state, one at a time
     stats = {(l, a): Cosine() for l in layers for a in alphas}
     base = {l: Cosine() for l in layers}
+    reset = {}  # alpha -> the interpolated state with recomputed BatchNorm statistics
+    if bn_reset is not None:
+        reset = {a: reset_bn(lerp(model_a, model_b, a), bn_reset).state_dict() for a in alphas}
     starts = range(0, len(x), batch_size)
     for i in tqdm(starts, desc="LLFC", leave=False, disable=not settings.show_progress(progress)):
         xb = x[i : i + batch_size]
@@ -132,7 +146,7 @@ def llfc(
         for l in layers:
             base[l].update(fa[l], fb[l])
         for a in alphas:
-            interpolated = lerp_state(state_a, state_b, a)
+            interpolated = reset[a] if reset else lerp_state(state_a, state_b, a)
             with features.capture(net, layers) as f:
                 torch.func.functional_call(net, interpolated, (xb,))
             del interpolated

@@ -481,3 +481,75 @@ def recipe_bars(rows: Mapping[str, Mapping[str, float]], title: str = "") -> Fig
         fig.suptitle(title, y=1.02)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- chapter 3 (width)
+
+
+def against_width(
+    panels: Mapping[str, Mapping[str, Mapping[float, float | Sequence[float]]]],
+    xlabel: str = "width",
+    log_y: Sequence[bool] = (),
+    lines: Mapping[str, float] | None = None,
+) -> Figure:
+    """One panel per quantity (`panels[ylabel][series][width]`): mean over seeds, error bar = std.
+
+    Log-scaled width axis; `log_y` says which panels get a log y axis (linear below 0.01);
+    `lines` maps a panel's ylabel to a horizontal reference (e.g. the LLFC test's threshold).
+    Points whose mean is not finite (a ratio 0 / 0) are left out.
+    """
+    use_style()
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.5), squeeze=False)
+    for j, (ax, (ylabel, series)) in enumerate(zip(axes[0], panels.items(), strict=True)):
+        for i, (label, by_width) in enumerate(series.items()):
+            stats = {w: _mean_std(by_width[w]) for w in sorted(by_width)}
+            stats = {w: ms for w, ms in stats.items() if np.isfinite(ms[0])}  # e.g. 0 / 0
+            widths, stats = list(stats), list(stats.values())
+            if not widths:
+                continue
+            ax.errorbar(
+                widths,
+                [m for m, _ in stats],
+                [s for _, s in stats],
+                marker="os^vDP"[i % 6],
+                capsize=3,
+                color=f"C{i % 10}",
+                label=label,
+            )
+        if lines and ylabel in lines:
+            ax.axhline(lines[ylabel], color="k", ls=":", lw=1)
+        if ax.containers:  # at least one series with a point
+            ax.set_xscale("log", base=2)
+        if j < len(log_y) and log_y[j]:
+            ax.set_yscale("symlog", linthresh=1e-2)  # a barrier of 0 stays on the axis
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def spectra(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str = "") -> Figure:
+    """Singular values over the largest, against their index over the dimension: W left, H right.
+
+    `curves[label]` = {"w": singular values of the weight, "h": of the features}, largest first.
+    """
+    use_style()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for i, (label, c) in enumerate(curves.items()):
+        for ax, key in zip(axes, ("w", "h"), strict=True):
+            s = np.asarray(c[key], dtype=float)
+            ax.plot(
+                (np.arange(len(s)) + 1) / len(s),
+                np.maximum(s / s[0], 1e-6),
+                color=f"C{i % 10}",
+                label=label,
+            )
+    for ax, what in zip(axes, ("weights W", "features H"), strict=True):
+        ax.set_yscale("log")
+        ax.set(xlabel="index / dimension", ylabel="singular value / largest", title=what)
+    axes[1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    return fig

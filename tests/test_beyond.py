@@ -295,3 +295,72 @@ def test_figures_draw_every_series_with_labelled_axes() -> None:
     }
     fig = plots.recipe_bars(rows)
     assert len(fig.axes) == 2 and all(_labelled(ax) and len(ax.patches) == 2 for ax in fig.axes)
+
+
+# ---------------------------------------------------------------- spectra and widths (chapter 3)
+
+
+def test_effective_rank_of_flat_and_one_hot_spectra() -> None:
+    assert beyond.effective_rank([2.0, 2.0, 2.0, 2.0]) == pytest.approx(4.0)
+    assert beyond.effective_rank([5.0, 0.0, 0.0]) == pytest.approx(1.0)
+    assert beyond.effective_rank([]) == 0.0
+    p = np.array([3.0, 1.0]) / 4
+    assert beyond.effective_rank([3.0, 1.0]) == pytest.approx(math.exp(-(p * np.log(p)).sum()))
+
+
+def test_layer_spectra_match_a_full_svd_of_w_and_of_the_stacked_inputs() -> None:
+    net = _mlp(0)
+    x, _ = _data(90)
+    s = beyond.layer_spectra(net, x, batch_size=25)  # batches that do not divide 90
+    assert s["layers"] == ["fc1", "fc2", "fc3", "fc4"]
+    h = torch.relu(net.fc1(x)).detach().double().numpy()  # fc2 input
+    np.testing.assert_allclose(s["h"]["fc2"], np.linalg.svd(h, compute_uv=False), atol=1e-8)
+    w = net.fc3.weight.detach().double().numpy()
+    np.testing.assert_allclose(s["w"]["fc3"], np.linalg.svd(w, compute_uv=False), atol=1e-10)
+    assert (
+        s["h_rank"]["fc2"] == pytest.approx(beyond.effective_rank(s["h"]["fc2"]) / 16)
+        and 0 < s["w_rank"]["fc3"] <= 1
+    )
+
+
+def test_layer_spectra_read_a_conv_input_with_every_pixel_a_sample() -> None:
+    torch.manual_seed(0)
+    net = models.build("vgg11", width=0.0625, classifier=(8,), dropout=0.0, image_size=32).eval()
+    x = torch.randn(6, 1, 32, 32)
+    s = beyond.layer_spectra(net, x, layers=["conv2"])
+    with torch.no_grad():
+        h = net.relu1(net.norm1(net.conv1(x)))
+        h = net.pool1(h)
+    rows = h.double().permute(0, 2, 3, 1).reshape(-1, h.shape[1]).numpy()
+    np.testing.assert_allclose(s["h"]["conv2"], np.linalg.svd(rows, compute_uv=False), atol=1e-8)
+
+
+def test_at_width_keeps_the_recipe_and_its_own_width_keeps_the_config() -> None:
+    for profile in config.PROFILES:
+        for role in ("mlp", "cnn"):
+            cfg = config.PROFILES[profile][role]
+            own = cfg.model_kwargs.get("widths", (512,))[0] if cfg.model == "mlp" else None
+            if own is not None:
+                assert config.at_width(cfg, own) == cfg
+            for w in config.WIDTHS[profile][role]:
+                wide = config.at_width(cfg, w)
+                assert wide.replace(model_kwargs=cfg.model_kwargs) == cfg
+                train.build_model(config.tiny(wide), 0)  # a valid net
+    cnn = config.PROFILES["cpu"]["cnn"]
+    assert config.at_width(cnn, 0.125) == cnn
+    assert config.at_width(cnn, 0.5).model_kwargs["classifier"] == (256,)
+    assert config.at_width(config.PROFILES["cpu"]["mlp"], 32).model_kwargs["widths"] == (32,) * 3
+
+
+def test_width_figures_draw_every_series() -> None:
+    fig = plots.against_width(
+        {"barrier": {"wm": {32: [0.5, 0.6], 64: [0.2]}}, "x": {"am": {32: [0.4], 64: [0.1]}}},
+        lines={"barrier": 0.1},
+        log_y=(True,),
+    )
+    assert len(fig.axes) == 2 and _labelled(fig.axes[0])
+    assert [len(ax.containers) for ax in fig.axes] == [1, 1]  # one error-bar series each
+    fig = plots.spectra(
+        {"narrow": {"w": [3.0, 1.0], "h": [2.0, 1.0, 0.5]}, "wide": {"w": [1.0], "h": [1.0]}}
+    )
+    assert len(fig.axes) == 2 and all(len(ax.get_lines()) == 2 for ax in fig.axes)

@@ -361,3 +361,29 @@ def test_logit_mix_error_never_exceeds_the_sum_of_the_errors() -> None:
     assert lem == {"max_err_interp": 0.5, "max_err_logit_interp": 0.13, "bound": 0.24}
     with pytest.raises(ValueError, match="one logit-mix error per alpha"):
         interpolate.lemma1(curve, [0.1])
+
+
+def test_llfc_with_bn_reset_measures_the_reset_interpolated_net() -> None:
+    torch.manual_seed(0)
+    a, b = (
+        models.build("vgg11", width=0.0625, classifier=(8,), dropout=0.0, image_size=32).eval()
+        for _ in range(2)
+    )
+    x, x_reset = torch.randn(20, 1, 32, 32), torch.randn(40, 1, 32, 32)
+    res = metrics.llfc(a, b, x, [0.5], layers=["relu3"], batch_size=7, bn_reset=x_reset)
+    net = interpolate.reset_bn(interpolate.lerp(a, b, 0.5), x_reset)
+    with torch.no_grad():
+        f = {}
+        for name, m in (("a", a), ("b", b), ("mid", net)):
+            with features.capture(m, ["relu3"]) as st:
+                m(x)
+            f[name] = st["relu3"].flatten(1).double()
+    mix = 0.5 * f["a"] + 0.5 * f["b"]
+    cos = (mix * f["mid"]).sum(1).abs() / (mix.norm(dim=1) * f["mid"].norm(dim=1))
+    assert res["cos_dist_per_sample"]["relu3"][0] == pytest.approx(
+        (1 - cos).mean().item(), abs=1e-9
+    )
+    plain = metrics.llfc(a, b, x, [0.5], layers=["relu3"])
+    assert plain["cos_dist_per_sample"]["relu3"][0] != pytest.approx(
+        res["cos_dist_per_sample"]["relu3"][0], abs=1e-9
+    )
