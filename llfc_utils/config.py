@@ -175,6 +175,18 @@ _CNN_CPU = TrainConfig(
     batch_size=128,
 )
 
+# The paper's two CIFAR topologies, narrow, on Fashion-MNIST padded to 32x32 for chapter 02: VGG-16
+# with BatchNorm at 1/8 width (8 to 64 channels; the authors' 4096-wide classifier shrunk to one
+# hidden layer of 64, no dropout) and ResNet-20 with BatchNorm and the authors' zero-padding
+# shortcuts at 1/2 width (8/16/32 channels), on the small VGG's recipe.
+_VGG16_CPU = _CNN_CPU.replace(
+    model="vgg16",
+    model_kwargs={"width": 0.125, "norm": "bn", "classifier": (64,), "dropout": 0.0},
+)
+_RESNET20_CPU = _CNN_CPU.replace(
+    model="resnet20", model_kwargs={"width": 0.5, "norm": "bn", "shortcut": "pad"}
+)
+
 # The authors' CIFAR-10 recipe, zzp1012/LLFC scripts/spawning.py (its defaults: vgg16_bn, SGD lr
 # 0.1, momentum 0.9, weight decay 1e-4, batch 128, 160 epochs, MultiStepLR / 10 at epochs 80 and
 # 120; --midpoint 5 is the spawn epoch). Their src/data/cifar10.py has crop + flip commented out,
@@ -260,9 +272,21 @@ PROFILES: dict[str, dict[str, TrainConfig]] = {
             test_subset=128,
             epochs=4,
         ),
+        "vgg16": _VGG16_CPU.replace(
+            model_kwargs={"width": 0.0625, "norm": "bn", "classifier": (16,), "dropout": 0.0},
+            train_subset=256,
+            test_subset=128,
+            epochs=4,
+        ),
+        "resnet20": _RESNET20_CPU.replace(
+            model_kwargs={"width": 0.25, "norm": "bn", "shortcut": "pad"},
+            train_subset=256,
+            test_subset=128,
+            epochs=4,
+        ),
     },
     # Offline, 2 CPU cores: the MLP of the paper and a small VGG on Fashion-MNIST.
-    "cpu": {"mlp": _MLP_CPU, "cnn": _CNN_CPU},
+    "cpu": {"mlp": _MLP_CPU, "cnn": _CNN_CPU, "vgg16": _VGG16_CPU, "resnet20": _RESNET20_CPU},
     # One sitting on a GPU (Colab): the paper's MLP on MNIST, VGG-16 and ResNet-20 on CIFAR-10,
     # Git Re-Basin's roles for permutation, each on a short schedule (see `shortened` above).
     "gpu": {

@@ -65,6 +65,8 @@ PEAK_TFLOPS: tuple[tuple[str, float, bool, float], ...] = (
 CPU_EPOCH_SECONDS = {
     timings.timing_key(config.PROFILES["cpu"]["mlp"]): 7.0,
     timings.timing_key(config.PROFILES["cpu"]["cnn"]): 5.0,
+    timings.timing_key(config.PROFILES["cpu"]["vgg16"]): 3.5,  # measured in bf16, idle cores
+    timings.timing_key(config.PROFILES["cpu"]["resnet20"]): 8.0,  # measured in bf16, idle cores
 }
 # The throughput those two measurements imply (about 44 and 31 GFLOP/s of counted FLOPs, see
 # `train_flops`); the lower one, for any other config on a CPU.
