@@ -151,18 +151,12 @@ def lmc_curve(
     for split in data:
         for m in ("loss", "acc", "err"):
             curve[f"{split}_{m}"] = []
-    state_a, state_b = model_a.state_dict(), model_b.state_dict()
-    net = copy.deepcopy(model_a)  # runs every interpolated state, one at a time
     for alpha in tqdm(
         alphas, desc="alpha", leave=False, disable=not settings.show_progress(progress)
     ):
-        # alpha = 1 is A and alpha = 0 is B exactly: evaluated as they are, unless BN is reset
-        model = {1.0: model_a, 0.0: model_b}.get(alpha) if bn_reset is None else None
-        if model is None:
-            model = net.eval()
-            model.load_state_dict(lerp_state(state_a, state_b, alpha))
-            if bn_reset is not None:
-                reset_bn(model, bn_reset)
+        model = lerp(model_a, model_b, alpha)
+        if bn_reset is not None:
+            reset_bn(model, bn_reset)
         for split, (x, y) in data.items():
             loss, acc = evaluate(model, x, y, batch_size)
             curve[f"{split}_loss"].append(loss)
