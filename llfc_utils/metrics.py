@@ -47,6 +47,21 @@ def row_blocks(n: int, d: int) -> list[slice]:
     return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
+def flat(*ts: torch.Tensor) -> list[torch.Tensor]:
+    """Same-shape (B, ...) tensors as (B, D), flattened in one order they share in memory.
+
+    Channels-last feature maps (what a CPU convolution returns for one-channel images) become
+    (B, H W C) views instead of (B, C H W) copies; every metric here sums over D, so only float64
+    rounding can tell the orders apart.
+    """
+    cl = torch.channels_last
+    if all(
+        t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=cl) for t in ts
+    ):
+        ts = tuple(t.permute(0, 2, 3, 1) for t in ts)
+    return [t.reshape(len(t), -1) for t in ts]
+
+
 class Cosine:
     """Streaming comparison of two (N, D) feature blocks A and B, fed batch by batch.
 
@@ -158,20 +173,21 @@ def llfc(
     starts = range(0, len(x), batch_size)
     for i in tqdm(starts, desc="LLFC", leave=False, disable=not settings.show_progress(progress)):
         xb = x[i : i + batch_size]
-        fa, fb = features.of_batch([model_a, model_b], xb, layers)
+        fa, fb = features.of_batch([model_a, model_b], xb, layers, flatten=False)
         for l in layers:
-            base[l].update(fa[l], fb[l])
+            base[l].update(*flat(fa[l], fb[l]))
         for a in alphas:
             f = {1.0: fa, 0.0: fb}.get(a)
             if f is None:
                 with features.capture(net, layers) as hooked:
                     torch.func.functional_call(net, states[a], (xb,))
-                f = {l: hooked[l].reshape(len(xb), -1) for l in layers}
+                f = dict(hooked)
             for l in layers:
-                for rows in row_blocks(*fa[l].shape):  # a block of rows at a time, in cache
-                    f_int = a * fa[l][rows].double() + (1 - a) * fb[l][rows].double()
+                f_a, f_b, f_alpha = flat(fa[l], fb[l], f[l])
+                for rows in row_blocks(*f_a.shape):  # a block of rows at a time, in cache
+                    f_int = a * f_a[rows].double() + (1 - a) * f_b[rows].double()
                     # Cosine.scale = <F_int, F_alpha> / |F_alpha|^2, the paper's c
-                    stats[l, a].update(f_int, f[l][rows])
+                    stats[l, a].update(f_int, f_alpha[rows])
     _warn_dead([l for l in layers if any(math.isnan(stats[l, a].scale) for a in alphas)], "scale c")
     return {
         "layers": layers,
@@ -210,7 +226,9 @@ def weak_additivity(
     stats = {(l, a): Cosine() for l in layers for a in alphas}
     disagree = dict.fromkeys(layers, 0)
     count = dict.fromkeys(layers, 0)
-    batches = features.iter_features([model_a, model_b], x, layers, batch_size, inputs=True)
+    batches = features.iter_features(
+        [model_a, model_b], x, layers, batch_size, inputs=True, flatten=False
+    )
     total = math.ceil(len(x) / batch_size)
     for ha, hb in tqdm(
         batches,
@@ -220,8 +238,9 @@ def weak_additivity(
         disable=not settings.show_progress(progress),
     ):
         for l in layers:
-            for rows in row_blocks(*ha[l].shape):  # a block of rows at a time, in cache
-                a_, b_ = ha[l][rows].double(), hb[l][rows].double()
+            h_a, h_b = flat(ha[l], hb[l])
+            for rows in row_blocks(*h_a.shape):  # a block of rows at a time, in cache
+                a_, b_ = h_a[rows].double(), h_b[rows].double()
                 disagree[l] += ((a_ > 0) != (b_ > 0)).sum()
                 count[l] += a_.numel()
                 relu_a, relu_b = torch.relu(a_), torch.relu(b_)
@@ -251,8 +270,7 @@ def _linear_map(module: nn.Module, h: torch.Tensor, weight: torch.Tensor) -> tor
 
 def _sq(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
     """||a||^2, or ||a - b||^2, summed in float64 (the difference too) a block of rows at a time."""
-    a = a.reshape(len(a), -1)
-    b = None if b is None else b.reshape(len(b), -1)
+    a, b = (flat(a)[0], None) if b is None else flat(a, b)
     total = torch.zeros((), dtype=torch.float64, device=a.device)
     for rows in row_blocks(*a.shape):
         d = a[rows].double() if b is None else a[rows].double() - b[rows].double()
