@@ -194,7 +194,7 @@ def best_seconds(fn, repeats: int = 5) -> float:
 
 def heaviest_conv(cfg: TrainConfig) -> tuple[int, int, int]:
     """(in channels, out channels, image size) of the 3x3 convolution of cfg's model with the most FLOPs."""
-    channels, size = llfc_train.input_shape(cfg)
+    channels, size = data.input_shape(cfg.dataset, cfg.pad32)
     net = llfc_train.build_model(cfg, 0)
     shapes, hooks = [], []
     for m in net.modules():

@@ -25,7 +25,8 @@ AMP = ("bf16", "fp16", "fp32")
 # Fields added after checkpoints were first keyed, with the value that reproduces the training
 # before they existed. At that value they are left out of `identity()`, so checkpoints trained
 # before the field existed keep their cache keys.
-LATER_FIELDS: dict[str, Any] = {"amp": "bf16", "warmup_epochs": 0}
+LATER_FIELDS: dict[str, Any] = {"amp": "bf16", "warmup_epochs": 0, "classes": None}
+N_CLASSES = 10  # every data set of the book has ten classes
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,15 @@ class TrainConfig:
     batch_size: int = 128
     amp: str = "bf16"  # 16-bit autocast where the device has it ("bf16", "fp16"), or "fp32"
     warmup_epochs: int = 0  # linear warm-up epochs before the schedule (cosine then spans the rest)
+    classes: tuple[int, ...] | None = None  # a task: train and test on only these labels
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "train_subset", "test_subset", "warmup_epochs"):
             object.__setattr__(self, name, _as_int(getattr(self, name)))  # numpy ints too
         if isinstance(self.milestones, (list, tuple)):
             object.__setattr__(self, "milestones", tuple(_as_int(m) for m in self.milestones))
+        if isinstance(self.classes, (list, tuple)):
+            object.__setattr__(self, "classes", tuple(_as_int(c) for c in self.classes))
         check_config(self)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -65,6 +69,8 @@ class TrainConfig:
         """A JSON-ready dict of every field."""
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
+        if self.classes is not None:
+            d["classes"] = list(self.classes)
         return d
 
     def identity(self) -> dict[str, Any]:
@@ -135,6 +141,16 @@ def check_config(cfg: TrainConfig) -> None:
         and all(whole(m) and 0 < m < cfg.epochs for m in cfg.milestones),
         f"milestones must be ints in (0, epochs={cfg.epochs}), got {cfg.milestones!r}",
     )
+    need(
+        cfg.classes is None
+        or (
+            isinstance(cfg.classes, tuple)
+            and len(cfg.classes) >= 1
+            and len(set(cfg.classes)) == len(cfg.classes)
+            and all(whole(c) and 0 <= c < N_CLASSES for c in cfg.classes)
+        ),
+        f"classes must be None or distinct labels in [0, {N_CLASSES}), got {cfg.classes!r}",
+    )
 
 
 # ---------------------------------------------------------------- profiles
@@ -173,6 +189,18 @@ _CNN_CPU = TrainConfig(
     schedule="cosine",
     epochs=6,
     batch_size=128,
+)
+
+# The paper's two CIFAR topologies, narrow, on Fashion-MNIST padded to 32x32 for chapter 02: VGG-16
+# with BatchNorm at 1/8 width (8 to 64 channels; the authors' 4096-wide classifier shrunk to one
+# hidden layer of 64, no dropout) and ResNet-20 with BatchNorm and the authors' zero-padding
+# shortcuts at 1/2 width (8/16/32 channels), on the small VGG's recipe.
+_VGG16_CPU = _CNN_CPU.replace(
+    model="vgg16",
+    model_kwargs={"width": 0.125, "norm": "bn", "classifier": (64,), "dropout": 0.0},
+)
+_RESNET20_CPU = _CNN_CPU.replace(
+    model="resnet20", model_kwargs={"width": 0.5, "norm": "bn", "shortcut": "pad"}
 )
 
 # The authors' CIFAR-10 recipe, zzp1012/LLFC scripts/spawning.py (its defaults: vgg16_bn, SGD lr
@@ -260,9 +288,21 @@ PROFILES: dict[str, dict[str, TrainConfig]] = {
             test_subset=128,
             epochs=4,
         ),
+        "vgg16": _VGG16_CPU.replace(
+            model_kwargs={"width": 0.0625, "norm": "bn", "classifier": (16,), "dropout": 0.0},
+            train_subset=256,
+            test_subset=128,
+            epochs=4,
+        ),
+        "resnet20": _RESNET20_CPU.replace(
+            model_kwargs={"width": 0.25, "norm": "bn", "shortcut": "pad"},
+            train_subset=256,
+            test_subset=128,
+            epochs=4,
+        ),
     },
     # Offline, 2 CPU cores: the MLP of the paper and a small VGG on Fashion-MNIST.
-    "cpu": {"mlp": _MLP_CPU, "cnn": _CNN_CPU},
+    "cpu": {"mlp": _MLP_CPU, "cnn": _CNN_CPU, "vgg16": _VGG16_CPU, "resnet20": _RESNET20_CPU},
     # One sitting on a GPU (Colab): the paper's MLP on MNIST, VGG-16 and ResNet-20 on CIFAR-10,
     # Git Re-Basin's roles for permutation, each on a short schedule (see `shortened` above).
     "gpu": {

@@ -45,65 +45,106 @@ def cosine_dissimilarity(a: torch.Tensor, b: torch.Tensor) -> float:
     return 1.0 - abs(float(a @ b)) / math.sqrt(float(a @ a) * float(b @ b))
 
 
+ROW_BLOCK = 1 << 17  # entries per float64 block of rows (1 MiB): the work stays in the CPU cache
+
+
+def row_blocks(n: int, d: int) -> list[slice]:
+    """Slices of the n rows of an (n, d) array, about ROW_BLOCK entries each."""
+    step = max(1, ROW_BLOCK // max(d, 1))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def flat(*ts: torch.Tensor) -> list[torch.Tensor]:
+    """Same-shape (B, ...) tensors as (B, D), flattened in one order they share in memory.
+
+    Channels-last feature maps (what a CPU convolution returns for one-channel images) become
+    (B, H W C) views instead of (B, C H W) copies; every metric here sums over D, so only float64
+    rounding can tell the orders apart.
+    """
+    cl = torch.channels_last
+    if all(
+        t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=cl) for t in ts
+    ):
+        ts = tuple(t.permute(0, 2, 3, 1) for t in ts)
+    return [t.reshape(len(t), -1) for t in ts]
+
+
 class Cosine:
     """Streaming comparison of two (N, D) feature blocks A and B, fed batch by batch.
 
     `block`: 1 - |<A,B>| / (|A| |B|) over the block; `per_sample`: mean over samples of
     1 - |cos(a_i, b_i)| (`per_sample_std` its spread over samples); `scale`: <A, B> / |B|^2, the c minimising |c B - A|;
-    `rel_sq_dist`: |A - B|^2 / (|A| |B|) (the authors' "vanilla" distance).
+    `rel_sq_dist`: |A - B|^2 / (|A| |B|) (the authors' "vanilla" distance; NaN with
+    `distance=False`, which skips it).
     A sample where one vector is zero and the other not counts as cos = 0; both zero, cos = 1.
+    The sums stay float64 tensors on the data's device: an update never waits for the device.
     """
 
-    def __init__(self) -> None:
-        self.ab = self.aa = self.bb = self.diff = self.per_sample_sum = self.per_sample_sq = 0.0
+    SUMS = ("ab", "aa", "bb", "diff", "per_sample_sum", "per_sample_sq")
+
+    def __init__(self, distance: bool = True) -> None:
+        self.distance = distance
+        self.sums: torch.Tensor | None = None  # the SUMS, in that order
         self.n = 0
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
-        """Add a batch: a and b of shape (B, ...) with the same shape."""
+        """Add a batch: a and b of shape (B, ...) with the same shape (any float dtype)."""
         if a.shape != b.shape:
             raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
-        a = a.reshape(len(a), -1).double()
-        b = b.reshape(len(b), -1).double()
-        ab, aa, bb = (a * b).sum(1), (a * a).sum(1), (b * b).sum(1)
+        a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+        per = torch.zeros(4, len(a), dtype=torch.float64, device=a.device)  # ab, aa, bb, diff
+        for rows in row_blocks(*a.shape):
+            ar, br = a[rows].double(), b[rows].double()
+            per[0, rows] = torch.linalg.vecdot(ar, br)
+            per[1, rows] = torch.linalg.vecdot(ar, ar)
+            per[2, rows] = torch.linalg.vecdot(br, br)
+            if self.distance:
+                d = ar - br
+                per[3, rows] = torch.linalg.vecdot(d, d)
+        ab, aa, bb = per[0], per[1], per[2]
         denom = (aa * bb).sqrt()
         cos = torch.where(denom > 0, ab.abs() / denom.clamp_min(1e-300), (aa == bb).double())
-        self.ab += float(ab.sum())
-        self.aa += float(aa.sum())
-        self.bb += float(bb.sum())
-        self.diff += float(((a - b) ** 2).sum())
-        self.per_sample_sum += float((1.0 - cos).sum())
-        self.per_sample_sq += float(((1.0 - cos) ** 2).sum())
+        sums = torch.cat([per.sum(1), torch.stack([(1.0 - cos).sum(), ((1.0 - cos) ** 2).sum()])])
+        self.sums = sums if self.sums is None else self.sums + sums
         self.n += len(a)
+
+    def totals(self) -> dict[str, float]:
+        """The SUMS by name, as floats (one read-back; zeros before any update)."""
+        values = [0.0] * len(Cosine.SUMS) if self.sums is None else self.sums.tolist()
+        return dict(zip(Cosine.SUMS, values, strict=True))
 
     @property
     def block(self) -> float:
         """1 - |<A, B>| / (|A| |B|) over everything seen."""
-        denom = math.sqrt(self.aa * self.bb)
-        return 1.0 - abs(self.ab) / denom if denom > 0 else float(self.aa != self.bb)
+        t = self.totals()
+        denom = math.sqrt(t["aa"] * t["bb"])
+        return 1.0 - abs(t["ab"]) / denom if denom > 0 else float(t["aa"] != t["bb"])
 
     @property
     def per_sample(self) -> float:
         """Mean over samples of 1 - |cos(a_i, b_i)|."""
-        return self.per_sample_sum / self.n if self.n else float("nan")
+        return self.totals()["per_sample_sum"] / self.n if self.n else float("nan")
 
     @property
     def per_sample_std(self) -> float:
         """Standard deviation over samples of 1 - |cos(a_i, b_i)| (the spread behind `per_sample`)."""
         if self.n < 2:
             return float("nan")
-        var = (self.per_sample_sq - self.n * self.per_sample**2) / (self.n - 1)
+        var = (self.totals()["per_sample_sq"] - self.n * self.per_sample**2) / (self.n - 1)
         return math.sqrt(max(var, 0.0))
 
     @property
     def scale(self) -> float:
         """<A, B> / |B|^2."""
-        return self.ab / self.bb if self.bb > 0 else float("nan")
+        t = self.totals()
+        return t["ab"] / t["bb"] if t["bb"] > 0 else float("nan")
 
     @property
     def rel_sq_dist(self) -> float:
-        """|A - B|^2 / (|A| |B|)."""
-        denom = math.sqrt(self.aa * self.bb)
-        return self.diff / denom if denom > 0 else float("nan")
+        """|A - B|^2 / (|A| |B|) (NaN without `distance`)."""
+        t = self.totals()
+        denom = math.sqrt(t["aa"] * t["bb"])
+        return t["diff"] / denom if denom > 0 and self.distance else float("nan")
 
 
 @torch.no_grad()
@@ -124,8 +165,11 @@ def llfc(
 
     Returns {"layers", "alphas", "cos_dist", "cos_dist_per_sample", "cos_dist_per_sample_std",
     "scale_c", "baseline_cos_dist", "baseline_cos_dist_per_sample"}; the first four map each layer
-    to a list over alphas (`_std` is the spread over test samples), the baselines map each layer to one number. Memory: the two models, one
-    interpolated state at a time (rebuilt per batch), and one batch of features of three nets.
+    to a list over alphas (`_std` is the spread over test samples), the baselines map each layer to
+    one number. Memory: the two models, one interpolated state per alpha strictly between 0 and 1
+    (alpha = 1 is A and alpha = 0 is B exactly, so their features are A's and B's), and one batch
+    of features of three nets. A's and B's features of a batch are computed once and shared by
+    every alpha.
     """
     alphas = check_alphas(alphas, min_points=1)
     check_same_architecture(model_a, model_b)
@@ -133,28 +177,30 @@ def llfc(
     check_batch_size(batch_size)
     layers = list(layers or features.layers(model_a))
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    states = {a: lerp_state(state_a, state_b, a) for a in alphas if a not in (0.0, 1.0)}
     net = copy.deepcopy(model_a).eval()  # runs every interpolated state, one at a time
-    stats = {(l, a): Cosine() for l in layers for a in alphas}
-    base = {l: Cosine() for l in layers}
-    reset = {}  # alpha -> the interpolated state with recomputed BatchNorm statistics
-    if bn_reset is not None:
-        reset = {a: reset_bn(lerp(model_a, model_b, a), bn_reset).state_dict() for a in alphas}
+    stats = {(l, a): Cosine(distance=False) for l in layers for a in alphas}
+    base = {l: Cosine(distance=False) for l in layers}
+    if bn_reset is not None:  # the interpolated nets with recomputed BatchNorm statistics
+        states = {a: reset_bn(lerp(model_a, model_b, a), bn_reset).state_dict() for a in states}
     starts = range(0, len(x), batch_size)
     for i in tqdm(starts, desc="LLFC", leave=False, disable=not settings.show_progress(progress)):
         xb = x[i : i + batch_size]
-        fa, fb = features.of_batch([model_a, model_b], xb, layers)
+        fa, fb = features.of_batch([model_a, model_b], xb, layers, flatten=False)
         for l in layers:
-            base[l].update(fa[l], fb[l])
+            base[l].update(*flat(fa[l], fb[l]))
         for a in alphas:
-            interpolated = reset[a] if reset else lerp_state(state_a, state_b, a)
-            with features.capture(net, layers) as f:
-                torch.func.functional_call(net, interpolated, (xb,))
-            del interpolated
+            f = {1.0: fa, 0.0: fb}.get(a)
+            if f is None:
+                with features.capture(net, layers) as hooked:
+                    torch.func.functional_call(net, states[a], (xb,))
+                f = dict(hooked)
             for l in layers:
-                f_int = a * fa[l].double() + (1 - a) * fb[l].double()
-                # Cosine.scale = <F_int, F_alpha> / |F_alpha|^2, the paper's c
-                stats[l, a].update(f_int, f[l].reshape(len(xb), -1))
-            del f
+                f_a, f_b, f_alpha = flat(fa[l], fb[l], f[l])
+                for rows in row_blocks(*f_a.shape):  # a block of rows at a time, in cache
+                    f_int = a * f_a[rows].double() + (1 - a) * f_b[rows].double()
+                    # Cosine.scale = <F_int, F_alpha> / |F_alpha|^2, the paper's c
+                    stats[l, a].update(f_int, f_alpha[rows])
     _warn_dead([l for l in layers if any(math.isnan(stats[l, a].scale) for a in alphas)], "scale c")
     return {
         "layers": layers,
@@ -193,7 +239,9 @@ def weak_additivity(
     stats = {(l, a): Cosine() for l in layers for a in alphas}
     disagree = dict.fromkeys(layers, 0)
     count = dict.fromkeys(layers, 0)
-    batches = features.iter_features([model_a, model_b], x, layers, batch_size, inputs=True)
+    batches = features.iter_features(
+        [model_a, model_b], x, layers, batch_size, inputs=True, flatten=False
+    )
     total = math.ceil(len(x) / batch_size)
     for ha, hb in tqdm(
         batches,
@@ -203,13 +251,16 @@ def weak_additivity(
         disable=not settings.show_progress(progress),
     ):
         for l in layers:
-            a_, b_ = ha[l].double(), hb[l].double()
-            disagree[l] += int(((a_ > 0) != (b_ > 0)).sum())
-            count[l] += a_.numel()
-            for a in alphas:
-                mixed = torch.relu(a * a_ + (1 - a) * b_)
-                separate = a * torch.relu(a_) + (1 - a) * torch.relu(b_)
-                stats[l, a].update(mixed, separate)
+            h_a, h_b = flat(ha[l], hb[l])
+            for rows in row_blocks(*h_a.shape):  # a block of rows at a time, in cache
+                a_, b_ = h_a[rows].double(), h_b[rows].double()
+                disagree[l] += ((a_ > 0) != (b_ > 0)).sum()
+                count[l] += a_.numel()
+                relu_a, relu_b = torch.relu(a_), torch.relu(b_)
+                for a in alphas:
+                    mixed = torch.relu(a * a_ + (1 - a) * b_)
+                    separate = a * relu_a + (1 - a) * relu_b
+                    stats[l, a].update(mixed, separate)
     dead = [l for l in layers if any(math.isnan(stats[l, a].rel_sq_dist) for a in alphas)]
     _warn_dead(dead, "rel_sq_dist")
     return {
@@ -217,7 +268,7 @@ def weak_additivity(
         "alphas": alphas,
         "cos_dist": {l: [stats[l, a].block for a in alphas] for l in layers},
         "rel_sq_dist": {l: [stats[l, a].rel_sq_dist for a in alphas] for l in layers},
-        "sign_disagreement": {l: disagree[l] / count[l] for l in layers},
+        "sign_disagreement": {l: int(disagree[l]) / count[l] for l in layers},
     }
 
 
@@ -228,6 +279,16 @@ def _linear_map(module: nn.Module, h: torch.Tensor, weight: torch.Tensor) -> tor
             h, weight, None, module.stride, module.padding, module.dilation, module.groups
         )
     return h @ weight.T
+
+
+def _sq(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """||a||^2, or ||a - b||^2, summed in float64 (the difference too) a block of rows at a time."""
+    a, b = (flat(a)[0], None) if b is None else flat(a, b)
+    total = torch.zeros((), dtype=torch.float64, device=a.device)
+    for rows in row_blocks(*a.shape):
+        d = a[rows].double() if b is None else a[rows].double() - b[rows].double()
+        total += torch.linalg.vecdot(d, d).sum()
+    return total
 
 
 @torch.no_grad()
@@ -250,6 +311,9 @@ def commutativity(
     - "dist_w": ||W_A - W_B|| / (||W_A|| + ||W_B||);
     - "dist_h": ||H_A - H_B|| / (||H_A|| + ||H_B||);
     all Frobenius norms over the whole data set, biases left out (they cancel in the residual).
+    The products W H run in the nets' precision (none is a difference of nearly equal terms, so
+    float32 nets change them by about 1e-7 relative against float64 products), every sum of
+    squares and H_A - H_B in float64.
     """
     check_same_architecture(model_a, model_b)
     check_inputs(x, "commutativity")
@@ -271,18 +335,18 @@ def commutativity(
     ):
         for l in layers:
             m = mods_a[l]
-            wa, wb = mods_a[l].weight.double(), mods_b[l].weight.double()
-            ha, hb = ha_all[l].double(), hb_all[l].double()
+            wa, wb = mods_a[l].weight, mods_b[l].weight
+            ha, hb = ha_all[l], hb_all[l]
             s = sums[l]
-            s["res"] += float(_linear_map(m, ha - hb, wa - wb).pow(2).sum())
-            s["out_a"] += float(_linear_map(m, ha, wa).pow(2).sum())
-            s["out_b"] += float(_linear_map(m, hb, wb).pow(2).sum())
-            s["dh"] += float((ha - hb).pow(2).sum())
-            s["ha"] += float(ha.pow(2).sum())
-            s["hb"] += float(hb.pow(2).sum())
+            s["res"] += _sq(_linear_map(m, ha - hb, wa - wb))
+            s["out_a"] += _sq(_linear_map(m, ha, wa))
+            s["out_b"] += _sq(_linear_map(m, hb, wb))
+            s["dh"] += _sq(ha, hb)
+            s["ha"] += _sq(ha)
+            s["hb"] += _sq(hb)
     out: dict = {"layers": layers, "com": {}, "dist_w": {}, "dist_h": {}}
     for l in layers:
-        s = {k: math.sqrt(v) for k, v in sums[l].items()}
+        s = {k: math.sqrt(float(v)) for k, v in sums[l].items()}
         wa, wb = mods_a[l].weight.double(), mods_b[l].weight.double()
         out["com"][l] = _ratio(s["res"], s["out_a"] + s["out_b"])
         out["dist_w"][l] = _ratio(float((wa - wb).norm()), float(wa.norm() + wb.norm()))
@@ -330,7 +394,9 @@ def theorem1(
     (alpha (1 - alpha) ||(W_A - W_B)(H_A - H_B)||), "carried" (||W_alpha (H_alpha - H_lin)||, what
     earlier layers carried in), "input_gap" (||H_alpha - H_lin|| / ||H_lin||) and "scale"
     (||alpha W_A H_A + (1 - alpha) W_B H_B||). Where the input is exactly linear (input_gap 0,
-    e.g. the first layer, whose input is the data), defect == predicted.
+    e.g. the first layer, whose input is the data), defect == predicted. The defect's products
+    run in float64 (it is a difference of nearly equal terms); "predicted" and "carried", norms of
+    products of differences, run in the nets' precision as in `commutativity`; sums in float64.
     """
     from llfc_utils.interpolate import lerp
 
@@ -356,22 +422,26 @@ def theorem1(
     ):
         for l in layers:
             m = mods[0][l]
-            wa, wb, wt = (d[l].weight.double() for d in mods)
-            ha, hb, ht = (h[l].double() for h in hs)
-            h_lin = alpha * ha + (1 - alpha) * hb
-            mixed = alpha * _linear_map(m, ha, wa) + (1 - alpha) * _linear_map(m, hb, wb)
+            wa, wb, wt = (d[l].weight for d in mods)
+            ha, hb, ht = (h[l] for h in hs)
+            wa64, wb64, wt64 = (w.double() for w in (wa, wb, wt))
+            ha64, hb64, ht64 = (h.double() for h in (ha, hb, ht))
+            h_lin = alpha * ha64 + (1 - alpha) * hb64
+            mixed = alpha * _linear_map(m, ha64, wa64) + (1 - alpha) * _linear_map(m, hb64, wb64)
             s = sums[l]
-            s["defect"] += float((_linear_map(m, ht, wt) - mixed).pow(2).sum())
-            s["predicted"] += float(_linear_map(m, ha - hb, wa - wb).pow(2).sum())
-            s["carried"] += float(_linear_map(m, ht - h_lin, wt).pow(2).sum())
-            s["gap"] += float((ht - h_lin).pow(2).sum())
-            s["lin"] += float(h_lin.pow(2).sum())
-            s["scale"] += float(mixed.pow(2).sum())
+            # the defect is a difference of nearly equal maps: float64 products; the other
+            # norms are of maps of differences, in the nets' precision (see `commutativity`)
+            s["defect"] += _sq(_linear_map(m, ht64, wt64), mixed)
+            s["predicted"] += _sq(_linear_map(m, ha - hb, wa - wb))
+            s["carried"] += _sq(_linear_map(m, (ht64 - h_lin).to(ht.dtype), wt))
+            s["gap"] += _sq(ht64, h_lin)
+            s["lin"] += _sq(h_lin)
+            s["scale"] += _sq(mixed)
     out: dict = {"layers": layers, "alpha": alpha}
     for k in ("defect", "predicted", "carried", "input_gap", "scale"):
         out[k] = {}
     for l in layers:
-        s = {k: math.sqrt(v) for k, v in sums[l].items()}
+        s = {k: math.sqrt(float(v)) for k, v in sums[l].items()}
         out["defect"][l] = s["defect"]
         out["predicted"][l] = alpha * (1 - alpha) * s["predicted"]
         out["carried"][l] = s["carried"]

@@ -483,6 +483,44 @@ def recipe_bars(rows: Mapping[str, Mapping[str, float]], title: str = "") -> Fig
     return fig
 
 
+# ---------------------------------------------------------------- chapter 7 (cross-task)
+
+
+def series_vs_x(
+    xs: Sequence[float],
+    series: Mapping[str, Sequence[float | Sequence[float]]],
+    xlabel: str,
+    ylabel: str,
+    log: bool = True,
+    hline: float | None = None,
+    title: str = "",
+) -> Figure:
+    """One line per series against xs (a value may be a list over seeds: mean, error bar = std).
+
+    `hline` draws a dashed horizontal reference (e.g. a tolerance).
+    """
+    use_style()
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    for i, (name, values) in enumerate(series.items()):
+        stats = [_mean_std(v) for v in values]
+        ax.errorbar(
+            xs,
+            [m for m, _ in stats],
+            [s for _, s in stats],
+            marker="os^vD"[i % 5],
+            capsize=3,
+            color=f"C{i}",
+            label=name,
+        )
+    if hline is not None:
+        ax.axhline(hline, color="0.4", ls="--", lw=1)
+    if log:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.set_xticks(list(xs))
+    ax.legend(fontsize=8)
+
+
 # ---------------------------------------------------------------- chapter 3 (width)
 
 

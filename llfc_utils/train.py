@@ -80,9 +80,16 @@ def _split(name: str, split: str, subset: int | None, pad32: bool, device: str):
 
 
 def dataset(cfg: TrainConfig, split: str, device: torch.device | str | None = None):
-    """The (x, y) tensors of `split` for `cfg`, resident on `device` (memoised per process)."""
+    """The (x, y) tensors of `split` for `cfg`, resident on `device` (memoised per process).
+
+    With `cfg.classes` (a task), only the samples of those labels, taken from the subset.
+    """
     subset = cfg.train_subset if split == "train" else cfg.test_subset
-    return _split(cfg.dataset, split, subset, cfg.pad32, str(torch.device(device or "cpu")))
+    x, y = _split(cfg.dataset, split, subset, cfg.pad32, str(torch.device(device or "cpu")))
+    if cfg.classes is None:
+        return x, y
+    keep = torch.isin(y, torch.tensor(cfg.classes, device=y.device))
+    return x[keep], y[keep]
 
 
 def lr_at(cfg: TrainConfig, epoch: int) -> float:
@@ -272,9 +279,20 @@ def _segments(segments: list[tuple[int, int]]) -> list[list[int]]:
     return [[int(s), int(n)] for s, n in segments if n > 0]
 
 
-def _spec(cfg: TrainConfig, init_seed: int, segments: list[list[int]], device: torch.device):
+Start = tuple[TrainConfig, list[tuple[int, int]]]  # a pretrained run: (its config, its segments)
+
+
+def _spec(
+    cfg: TrainConfig,
+    init_seed: int,
+    segments: list[list[int]],
+    device: torch.device,
+    start: Start | None = None,
+):
     config = for_device(cfg, device).identity()  # on a T4, "bf16" trains (and is keyed) as fp16
     spec = {"config": config, "init_seed": int(init_seed), "segments": segments}
+    if start is not None:  # fine-tuned: keyed by the checkpoint it starts from
+        spec["start"] = _spec(start[0], init_seed, _segments(start[1]), device)
     if device.type != "cuda":
         # Keys from before CPU bf16: a float32 CPU run keeps its key whatever cfg.amp says, and a
         # bf16 CPU run is told apart by "precision", so it never loads a float32 checkpoint.
@@ -335,11 +353,34 @@ def trajectory_specs(
     init_seed: int,
     segments: list[tuple[int, int]],
     device: torch.device | str | None = None,
+    start: Start | None = None,
 ) -> list[dict]:
-    """The cache spec of every checkpoint the trajectory writes (one per segment end, in order)."""
+    """The cache spec of every checkpoint the trajectory writes (one per segment end, in order).
+
+    A fine-tuned trajectory (`start`, see `train_run`) lists its pretrained run's checkpoints first.
+    """
     device = torch.device(device) if device is not None else default_device()
+    start = _start(cfg, start)
+    before = [] if start is None else trajectory_specs(start[0], init_seed, start[1], device)
     segs = _segments(segments)
-    return [_spec(cfg, init_seed, segs[: i + 1], device) for i in range(len(segs))]
+    return before + [_spec(cfg, init_seed, segs[: i + 1], device, start) for i in range(len(segs))]
+
+
+def _start(cfg: TrainConfig, start: Start | None) -> Start | None:
+    """`start` checked against cfg; None when it has no epochs (the initialisation itself)."""
+    if start is None:
+        return None
+    base, segments = start
+    fields = ("model", "model_kwargs", "dataset", "pad32")
+    if any(getattr(base, f) != getattr(cfg, f) for f in fields):
+        raise ValueError(
+            "a fine-tuned run must start from a run of the same model and data "
+            f"({', '.join(fields)}); got {base.model} on {base.dataset} for {cfg.model} on {cfg.dataset}"
+        )
+    total = sum(n for _, n in _segments(segments))
+    if total > base.epochs:
+        raise ValueError(f"the start's segments cover {total} epochs, but it trains {base.epochs}")
+    return (base, [tuple(s) for s in _segments(segments)]) if total else None
 
 
 # ---------------------------------------------------------------- torch.compile, optional
@@ -453,10 +494,13 @@ def _run(
     segments: list[list[int]],
     device: torch.device,
     label: str,
+    start: Start | None = None,
 ) -> tuple[dict[str, torch.Tensor], History]:
     """Tensors (model + optimiser) and history at the end of `segments`, from cache or trained."""
     cfg = for_device(cfg, device)  # the precision it really trains in: keys and timings say so
-    spec = _spec(cfg, init_seed, segments, device)
+    if start is not None:
+        start = (for_device(start[0], device), start[1])
+    spec = _spec(cfg, init_seed, segments, device, start)
     hit = cache.load(spec)
     if hit is not None:
         return hit[0], hit[1]["history"]
@@ -466,8 +510,10 @@ def _run(
             return hit[0], hit[1]["history"]
         resume_spec = {**spec, "resume": True}
         model, step_model, opt = _prepare(cfg, init_seed, device)
-        history, start = _restore(cfg, init_seed, segments, device, label, model, opt, resume_spec)
-        _fit(cfg, segments, device, label, model, step_model, opt, history, start, resume_spec)
+        history, epoch = _restore(
+            cfg, init_seed, segments, device, label, model, opt, resume_spec, start
+        )
+        _fit(cfg, segments, device, label, model, step_model, opt, history, epoch, resume_spec)
         return _save(spec, resume_spec, model, opt, history, sum(n for _, n in segments))
 
 
@@ -492,25 +538,32 @@ def _restore(
     model: nn.Module,
     opt: torch.optim.Optimizer,
     resume_spec: dict,
+    start: Start | None = None,
 ) -> tuple[History, int]:
     """Load where the last segment's training starts into model and opt; return (history, epoch).
 
-    From the cached end of the previous segment (built first if missing), then from this
+    From the cached end of the previous segment (built first if missing), or for the first
+    segment of a fine-tuned run from its pretrained weights (a fresh optimiser), then from this
     segment's resume checkpoint if there is one.
     """
     history: History = {
         k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
     }
-    start = 0
+    epoch = 0
     if len(segments) > 1:  # continue from the cached end of the previous segment
-        tensors, history = _run(cfg, init_seed, segments[:-1], device, label)
+        tensors, history = _run(cfg, init_seed, segments[:-1], device, label, start)
         _unpack(tensors, model, opt)
-        start = sum(n for _, n in segments[:-1])
+        epoch = sum(n for _, n in segments[:-1])
+    elif start is not None:  # the pretrained weights, without their optimiser state
+        tensors, _ = _run(
+            start[0], init_seed, _segments(start[1]), device, f"{label} (pretraining)"
+        )
+        _unpack(tensors, model, None)
     partial = cache.load(resume_spec)
     if partial is not None:
         _unpack(partial[0], model, opt)
-        history, start = partial[1]["history"], partial[1]["epoch"]
-    return history, start
+        history, epoch = partial[1]["history"], partial[1]["epoch"]
+    return history, epoch
 
 
 def _fit(
@@ -626,18 +679,25 @@ def train_run(
     segments: list[tuple[int, int]],
     device: torch.device | str | None = None,
     label: str = "train",
+    *,
+    start: Start | None = None,
 ) -> tuple[nn.Module, History]:
     """Train (or load from the cache) the trajectory `segments`; return (model in eval mode, history).
 
-    `segments` is a list of (data_seed, n_epochs) whose epochs sum to cfg.epochs.
+    `segments` is a list of (data_seed, n_epochs) whose epochs sum to cfg.epochs. With `start` =
+    (pretraining config, its segments), the run is *fine-tuned*: it begins from the weights at the
+    end of the trajectory (that config, `init_seed`, those segments), trained first if missing,
+    with a fresh optimiser and cfg's own schedule (cfg may train another task: `cfg.classes`).
+    A start of zero epochs is the initialisation, i.e. a run from scratch.
     """
     device = torch.device(device) if device is not None else default_device()
     segs = _segments(segments)
     total = sum(n for _, n in segs)
     if total != cfg.epochs:
         raise ValueError(f"segments cover {total} epochs, but the config trains {cfg.epochs}")
+    start = _start(cfg, start)
     with _cudnn_autotune(device.type == "cuda"):
-        tensors, history = _run(cfg, init_seed, segs, device, label)
+        tensors, history = _run(cfg, init_seed, segs, device, label, start)
     model = build_model(cfg, init_seed).to(device)
     _unpack(tensors, model, None)
     return model.eval(), history

@@ -81,6 +81,7 @@ def _cases() -> dict[str, tuple]:
             ("fc3",),
         ),
         "06.1": ((model, 3), (None, None), (left, right), (right, left)),
+        "07.2": (({"fc1": 0.3, "fc2": 0.05, "fc3": 0.2},), (None,), ("fc2",), ("fc1",)),
     }
 
 
@@ -120,8 +121,20 @@ def test_check_06_2_stitches_the_pair_on_the_test_set(fashion_mnist, capsys) -> 
     assert out.count("right.") == 1 and out.count("wrong.") == 2 and str(answer) not in out
 
 
+def test_check_07_1_is_the_pretrained_networks_accuracy(fashion_mnist, capsys) -> None:
+    cfg = config.get("smoke", "mlp")
+    pre = train.build_model(cfg, 1)
+    x, y = train.dataset(cfg, "test", "cpu")
+    answer = train.evaluate(pre, x, y)[1]
+    assert checks.exercise("07.1", answer, pre, cfg)
+    assert not checks.exercise("07.1", None, pre, cfg)
+    assert not checks.exercise("07.1", answer + 0.05, pre, cfg)
+    out = capsys.readouterr().out
+    assert out.count("right.") == 1 and out.count("wrong.") == 2 and str(answer) not in out
+
+
 def test_every_check_is_tested() -> None:
-    assert set(checks.CHECKS) == set(CASES) | {"06.2"}
+    assert set(checks.CHECKS) == set(CASES) | {"06.2", "07.1"}
 
 
 def test_wrong_hints_are_specific() -> None:

@@ -84,10 +84,18 @@ def tiny_params(chapter: str, profile: str) -> dict[str, object]:
     if "permute.align(" in (run.NOTEBOOKS / f"{chapter}.ipynb").read_text():
         roles = [r for r in roles if permutable(cfgs[r])]
     params["roles"] = roles
-    kind = {r: "mlp" if cfgs[r].model == "mlp" else "cnn" for r in roles}
+
+    def is_mlp(role: str) -> bool:
+        return (
+            config.PROFILES["cpu" if role in config.PROFILES["cpu"] else profile][role].model
+            == "mlp"
+        )
+
     for name, value in defaults.items():
         if isinstance(value, dict) and set(defaults["roles"]) <= set(value):
-            value = {r: value[r] if r in value else value[kind[r]] for r in roles}
+            # a role the chapter does not name takes the value of its first role of the same kind
+            like = {r: next(k for k in value if is_mlp(k) == is_mlp(r)) for r in roles}
+            value = {r: value[r] if r in value else value[like[r]] for r in roles}
             if "spawn" in name:
                 value = {r: [0, 1] if isinstance(v, list) else 1 for r, v in value.items()}
             params[name] = value

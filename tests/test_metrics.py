@@ -50,6 +50,23 @@ def test_cosine_stream_equals_direct_formula() -> None:
     )
 
 
+def test_cosine_row_blocks_and_distance_flag_change_nothing_else(monkeypatch) -> None:
+    """Tiny row blocks give the same sums; distance=False only drops rel_sq_dist."""
+    gen = torch.Generator().manual_seed(1)
+    a, b = torch.randn(23, 40, generator=gen), torch.randn(23, 40, generator=gen)
+    whole, plain = metrics.Cosine(), metrics.Cosine(distance=False)
+    whole.update(a, b)
+    monkeypatch.setattr(metrics, "ROW_BLOCK", 7)  # blocks of one row
+    blocked = metrics.Cosine()
+    blocked.update(a, b)
+    plain.update(a, b)
+    for key in ("block", "per_sample", "per_sample_std", "scale", "rel_sq_dist"):
+        assert getattr(blocked, key) == pytest.approx(getattr(whole, key), rel=1e-12)
+        if key != "rel_sq_dist":
+            assert getattr(plain, key) == pytest.approx(getattr(whole, key), rel=1e-12)
+    assert math.isnan(plain.rel_sq_dist) and whole.rel_sq_dist > 0
+
+
 def test_cosine_scale_recovers_a_known_factor() -> None:
     b = torch.rand(10, 5, dtype=torch.float64)
     acc = metrics.Cosine()

@@ -77,10 +77,12 @@ def test_dry_run_of_the_paper_profile_on_the_cpu(capsys, monkeypatch, tmp_path):
     assert run.main(["--profile", "paper", "--chapters", "02_spawning", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "vgg16" in out and "cifar10" in out and "step [80, 120]" in out
-    # mlp: 2 x 30 + (2 x 30) + (1 + 2 x 29) + (2 + 2 x 28) + (5 + 2 x 25); cnn likewise over 160
+    # mlp: 2 x 30 + (2 x 30) + (1 + 2 x 29) + (2 + 2 x 28) + (5 + 2 x 25); vgg16 (k = 0, 1) and
+    # resnet20 (k = 1) likewise over 160
     mlp = 60 + 60 + 59 + 58 + 55
-    cnn = 320 + 320 + 319 + 317
-    assert f"02_spawning: 54 runs, {3 * (mlp + cnn)} epochs to train" in out, out  # 3 seeds
+    vgg16 = 320 + 320 + 319
+    resnet20 = 320 + 319
+    assert f"02_spawning: 60 runs, {3 * (mlp + vgg16 + resnet20)} epochs to train" in out, out
     assert "guess: from FLOPs" in out
     assert not (tmp_path / "no_data").exists()  # no download was attempted
 
@@ -108,11 +110,11 @@ def test_a_failing_estimate_does_not_block_a_real_run(capsys, monkeypatch):
 def test_dry_run_rejects_a_role_without_its_spawn_grid(capsys):
     with pytest.raises(SystemExit) as e:
         run.main(
-            ["--profile", "paper", "--chapters", "02_spawning", "-p", "roles", '["resnet20"]']
+            ["--profile", "paper", "--chapters", "02_spawning", "-p", "roles", '["resnet20_ln"]']
             + ["--dry-run"]
         )
     assert e.value.code == 2
-    assert "'resnet20'" in capsys.readouterr().err  # the message names what is missing
+    assert "'resnet20_ln'" in capsys.readouterr().err  # the message names what is missing
 
 
 # ---------------------------------------------------------------- the plan is what training caches
@@ -145,9 +147,9 @@ def test_runs_shared_between_chapters_count_once():
     p01, p04 = plan.make(["01_lmc_basics", "04_weak_additivity"], "smoke", params, CPU)
     assert p01.epochs == 2 * (2 * 6 + 2 + 2 * 4)  # smoke: 2 seeds; mlp 6 epochs; spawned k=2
     # 04 needs 01's mlp pairs (spawned k=2 and independent, the same 2 seeds): all shared; and
-    # the cnn (4 epochs) per seed: spawned k=3 (3 + 2 x 1) and an independent pair (2 x 4)
+    # vgg16 and resnet20 (4 epochs) per seed: spawned k=1 (1 + 2 x 3) and an independent pair (2 x 4)
     assert [r.status for r in p04.runs if r.run.role == "mlp"] == ["shared"] * 8
-    assert p04.epochs == 2 * ((3 + 2 * 1) + 2 * 4)
+    assert p04.epochs == 2 * 2 * ((1 + 2 * 3) + 2 * 4)
 
 
 def test_a_half_trained_run_counts_only_its_remaining_epochs(_isolated_cache):

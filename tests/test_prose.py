@@ -46,3 +46,21 @@ def test_chapter_prose_has_no_typed_result(path) -> None:
     }
     found = {i: v for i, v in found.items() if v}
     assert not found, f"{path.name}: numbers typed into prose (glue them from the run): {found}"
+
+
+def repeated_paragraphs(markdown: str) -> list[str]:
+    """The paragraphs of `markdown` that appear more than once (the opening words of each)."""
+    paragraphs = [p.strip() for p in markdown.split("\n\n") if p.strip()]
+    return sorted({p[:60] for p in paragraphs if paragraphs.count(p) > 1})
+
+
+def test_the_repeat_scan_finds_a_repeated_paragraph() -> None:
+    assert repeated_paragraphs("A claim.\n\nA test.\n\nA claim.") == ["A claim."]
+    assert repeated_paragraphs("A claim.\n\nA test.") == []
+
+
+@pytest.mark.parametrize("path", paths.chapters(), ids=lambda p: p.stem)
+def test_chapter_prose_repeats_no_paragraph(path) -> None:
+    cells = json.loads(path.read_text())["cells"]
+    text = "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert not repeated_paragraphs(text), f"{path.name}: a paragraph appears twice"

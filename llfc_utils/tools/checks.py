@@ -271,6 +271,40 @@ def ex06_2(reverse_acc: Any, pair: tuple[nn.Module, nn.Module], cfg: Any) -> Hin
     return "stitch B's features into A at A's second weight layer, on the test set."
 
 
+def ex07_1(acc_lambda0: Any, pretrained: nn.Module, cfg: Any) -> Hint:
+    """`acc_lambda0`: the student's accuracy; `pretrained`: the first seed's pretrained network;
+    `cfg`: its config (for the test set)."""
+    if hint := _number(acc_lambda0, "acc_lambda0"):
+        return hint
+    acc_lambda0 = float(acc_lambda0)
+    if acc_lambda0 > 1:
+        return "an accuracy here is a fraction between 0 and 1, not a percentage."
+    x, y = train.dataset(cfg, "test", next(pretrained.parameters()).device)
+    if _close(acc_lambda0, train.evaluate(pretrained, x, y)[1], 1e-6):
+        return None
+    return (
+        "combine the pretrained network and the two fine-tuned ones with "
+        "crosstask.arithmetic_weights(2, 0.0), and evaluate it on the test set of all classes."
+    )
+
+
+def ex07_2(easiest_layer: Any, mid_rise: Mapping[str, Any]) -> Hint:
+    """`easiest_layer`: the student's layer; `mid_rise`: layer -> midpoint loss rise (the
+    independent pair's layer-wise paths)."""
+    if easiest_layer is None:
+        return "`easiest_layer` is still None: set it in the cell above."
+    if easiest_layer not in mid_rise:
+        return (
+            f"`easiest_layer` should be one of the layer names ({', '.join(map(str, mid_rise))})."
+        )
+    rises = {k: _value(v) for k, v in mid_rise.items()}
+    if rises[easiest_layer] <= min(rises.values()):
+        return None
+    if rises[easiest_layer] >= max(rises.values()):
+        return "that layer has the largest rise; the question asks for the smallest."
+    return "another layer has a smaller midpoint rise; compare all of them."
+
+
 CHECKS: dict[str, Callable[..., Hint]] = {
     "00.1": ex00_1,
     "00.2": ex00_2,
@@ -286,6 +320,8 @@ CHECKS: dict[str, Callable[..., Hint]] = {
     "05.2": ex05_2,
     "06.1": ex06_1,
     "06.2": ex06_2,
+    "07.1": ex07_1,
+    "07.2": ex07_2,
 }
 
 

@@ -65,6 +65,8 @@ PEAK_TFLOPS: tuple[tuple[str, float, bool, float], ...] = (
 CPU_EPOCH_SECONDS = {
     timings.timing_key(config.PROFILES["cpu"]["mlp"]): 7.0,
     timings.timing_key(config.PROFILES["cpu"]["cnn"]): 5.0,
+    timings.timing_key(config.PROFILES["cpu"]["vgg16"]): 3.5,  # measured in bf16, idle cores
+    timings.timing_key(config.PROFILES["cpu"]["resnet20"]): 8.0,  # measured in bf16, idle cores
 }
 # The throughput those two measurements imply (about 44 and 31 GFLOP/s of counted FLOPs, see
 # `train_flops`); the lower one, for any other config on a CPU.
@@ -91,6 +93,7 @@ class Run:
     segments: tuple[tuple[int, int], ...]
     label: str
     recipe: str = ""  # how cfg differs from the role's recipe in the profile ("" = not at all)
+    start: tuple | None = None  # fine-tuned: (pretraining config, its segments), as train_run's
 
 
 def _describe(cfg: TrainConfig, profile: str) -> tuple[str, str]:
@@ -270,10 +273,15 @@ def chapter_runs(
     def record(cfg: TrainConfig, init_seed: int, segments: list, *args: Any, **kwargs: Any):
         role, recipe = _describe(cfg, profile)
         segs = tuple((int(s), int(n)) for s, n in segments)
+        start = kwargs.get("start")
+        if start is not None:
+            start = (start[0], tuple((int(s), int(n)) for s, n in start[1]))
         pair = f"spawned k={segs[0][1]}" if len(segs) > 1 else "from scratch"
+        pair = "fine-tuned" if start is not None else pair
         label = kwargs.get("label", args[1] if len(args) > 1 else "")
-        run = Run(role, cfg, pair, int(init_seed), segs, label, recipe)
-        if all((r.cfg, r.init_seed, r.segments) != (cfg, run.init_seed, segs) for r in runs):
+        run = Run(role, cfg, pair, int(init_seed), segs, label, recipe, start)
+        same = (cfg, run.init_seed, segs, start)
+        if all((r.cfg, r.init_seed, r.segments, r.start) != same for r in runs):
             runs.append(run)  # a chapter that asks for a run twice trains it once
         return StandIn(), StandIn()
 
@@ -343,7 +351,8 @@ def _to_train(run: Run, device: torch.device, built: set[str]) -> tuple[int, str
     `built` holds the keys of the checkpoints an earlier run of this plan found cached or will
     train; this run's are added to it.
     """
-    specs = train.trajectory_specs(run.cfg, run.init_seed, list(run.segments), device)
+    start = None if run.start is None else (run.start[0], list(run.start[1]))
+    specs = train.trajectory_specs(run.cfg, run.init_seed, list(run.segments), device, start)
     epochs, notes = 0, []
     for i in range(len(specs) - 1, -1, -1):
         spec, key = specs[i], cache.key_of(specs[i])
