@@ -184,18 +184,9 @@ def layerwise_curve(
 ) -> interpolate.Curve:
     """Loss, accuracy and error along the path of `layer_lerp` (the form of `interpolate.lmc_curve`)."""
     alphas = interpolate.check_alphas(alphas)
-    curve: interpolate.Curve = {"alpha": alphas}
-    for split in data:
-        for m in ("loss", "acc", "err"):
-            curve[f"{split}_{m}"] = []
-    for alpha in alphas:
-        model = layer_lerp(model_a, model_b, layer, alpha)
-        for split, (x, y) in data.items():
-            loss, acc = train.evaluate(model, x, y, batch_size)
-            curve[f"{split}_loss"].append(loss)
-            curve[f"{split}_acc"].append(acc)
-            curve[f"{split}_err"].append(1.0 - acc)
-    return curve
+    return interpolate.curve_along(
+        lambda alpha: layer_lerp(model_a, model_b, layer, alpha), data, alphas, batch_size
+    )
 
 
 def layerwise_barriers(

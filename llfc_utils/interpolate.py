@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -147,6 +147,25 @@ def lmc_curve(
     check_same_architecture(model_a, model_b)
     if bn_reset is not None:
         check_inputs(bn_reset, "the BatchNorm reset (bn_reset)")
+
+    def at(alpha: float) -> nn.Module:
+        model = lerp(model_a, model_b, alpha)
+        return reset_bn(model, bn_reset) if bn_reset is not None else model
+
+    return curve_along(at, data, alphas, batch_size, progress)
+
+
+def curve_along(
+    model_at: Callable[[float], nn.Module],
+    data: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    alphas: Sequence[float],
+    batch_size: int = 1000,
+    progress: bool | None = None,
+) -> Curve:
+    """Loss, accuracy and error of `model_at(alpha)` at each alpha, on each split of `data`.
+
+    The form of `lmc_curve`, for any path of models (e.g. one layer interpolated at a time).
+    """
     curve: Curve = {"alpha": alphas}
     for split in data:
         for m in ("loss", "acc", "err"):
@@ -154,9 +173,7 @@ def lmc_curve(
     for alpha in tqdm(
         alphas, desc="alpha", leave=False, disable=not settings.show_progress(progress)
     ):
-        model = lerp(model_a, model_b, alpha)
-        if bn_reset is not None:
-            reset_bn(model, bn_reset)
+        model = model_at(alpha)
         for split, (x, y) in data.items():
             loss, acc = evaluate(model, x, y, batch_size)
             curve[f"{split}_loss"].append(loss)
