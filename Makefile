@@ -70,7 +70,7 @@ format: setup
 	$(PY) -m ruff format .
 
 test: lint data browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
 
 run: data
 	$(PY) -m llfc_utils.tools.run --profile $(PROFILE)

@@ -48,19 +48,27 @@ def test_chapter_prose_has_no_typed_result(path) -> None:
     assert not found, f"{path.name}: numbers typed into prose (glue them from the run): {found}"
 
 
-def repeated_paragraphs(markdown: str) -> list[str]:
-    """The paragraphs of `markdown` that appear more than once (the opening words of each)."""
+def repeated_paragraphs(markdown: str, min_sentence: int = 60) -> list[str]:
+    """The paragraphs of `markdown`, and its sentences of `min_sentence` characters or more, that
+    appear more than once (the opening words of each)."""
     paragraphs = [p.strip() for p in markdown.split("\n\n") if p.strip()]
-    return sorted({p[:60] for p in paragraphs if paragraphs.count(p) > 1})
+    flat = " ".join(" ".join(p.split()) for p in paragraphs)
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", flat) if len(s) >= min_sentence]
+    twice = {p for p in paragraphs if paragraphs.count(p) > 1}
+    twice |= {s for s in sentences if sentences.count(s) > 1}
+    return sorted({t[:60] for t in twice})
 
 
 def test_the_repeat_scan_finds_a_repeated_paragraph() -> None:
     assert repeated_paragraphs("A claim.\n\nA test.\n\nA claim.") == ["A claim."]
     assert repeated_paragraphs("A claim.\n\nA test.") == []
+    long = "This sentence is long enough to count as a sentence of a chapter's prose."
+    assert repeated_paragraphs(f"Start. {long}\n{long} End.") == [long[:60]]
+    assert repeated_paragraphs(f"Start. {long} End.") == []
 
 
 @pytest.mark.parametrize("path", paths.chapters(), ids=lambda p: p.stem)
 def test_chapter_prose_repeats_no_paragraph(path) -> None:
     cells = json.loads(path.read_text())["cells"]
     text = "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
-    assert not repeated_paragraphs(text), f"{path.name}: a paragraph appears twice"
+    assert not repeated_paragraphs(text), f"{path.name}: a paragraph or sentence appears twice"
