@@ -347,6 +347,15 @@ def test_every_chapter_of_the_gpu_profile_fits_one_sitting(device, minutes):
         assert p.seconds <= minutes * 60, (p.chapter, device, plan.duration(p.seconds))
 
 
+def test_a_cpu_plan_names_the_precision_the_cpu_trains_in(capsys):
+    """Every line of a CPU plan says bf16 where this CPU trains in bf16, not a fixed fp32."""
+    argv = ["--profile", "smoke", "--chapters", "00_training", "--dry-run"]
+    assert run.main(argv) == 0
+    out = capsys.readouterr().out
+    expected = train.precision(config.get("smoke", "mlp"), "cpu")
+    assert f"training in {expected}" in out and f"s/epoch in {expected}" in out, out
+
+
 def test_assume_device_prices_the_plan_for_another_device(capsys):
     argv = ["--profile", "gpu", "--dry-run", "--assume-device", "Tesla T4"]
     assert run.main(argv) == 0

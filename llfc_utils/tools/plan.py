@@ -643,7 +643,8 @@ def report(plans: list[ChapterPlan], profile: str, device: torch.device | str | 
             f"  {name:<{w}} {cfg.model} {cfg.model_kwargs} on {cfg.dataset}: {cfg.optimizer} lr "
             f"{cfg.lr:g}, {sched}, {cfg.epochs} epochs, batch {cfg.batch_size}"
             f"{', augmented' if cfg.augment else ''}: {per_epoch:.3g} s/epoch in "
-            f"{device_precision(cfg, kind) if device.type == 'cuda' else 'fp32'} ({source})"
+            f"{device_precision(cfg, kind) if device.type == 'cuda' else train.precision(cfg, device)}"
+            f" ({source})"
         )
     out += ["", "Estimated time:", summary(plans)]
     return "\n".join(out)
@@ -678,7 +679,9 @@ def chapter_summary(
         if timings.timing_key(cfg) in seen:
             continue
         seen.add(timings.timing_key(cfg))
-        precision = device_precision(cfg, kind) if device.type == "cuda" else "fp32"
+        precision = (
+            device_precision(cfg, kind) if device.type == "cuda" else train.precision(cfg, device)
+        )
         lines.append(
             f"  {r.run.role}{f' ({r.run.recipe})' if r.run.recipe else ''}: {cfg.model} on "
             f"{cfg.dataset}, {cfg.epochs} epochs per run, {precision}"
