@@ -43,3 +43,32 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from llfc_utils.tools import run\n    import IPython.display\n")
     assert {"llfc_utils.tools.run", "IPython.display"} <= imported_modules(bad)
+
+
+def test_the_bibliography_parses_and_has_every_key_the_chapters_cite() -> None:
+    """A broken references.bib stops the whole site build, after every chapter has run."""
+    import json
+    import re
+
+    from pybtex.database import parse_file
+
+    root = PACKAGE.parent
+    keys = set(parse_file(str(root / "book" / "references.bib")).entries)
+    cited = set()
+    for path in [*(root / "notebooks").glob("*.ipynb"), *(root / "book").glob("*.md")]:
+        text = path.read_text()
+        if path.suffix == ".ipynb":
+            text = "".join("".join(c["source"]) for c in json.loads(text)["cells"])
+        for group in re.findall(r"\{cite[a-z:]*\}`([^`]+)`", text):
+            cited.update(k.strip() for k in group.split(","))
+    assert cited and not cited - keys, f"cited but not in references.bib: {sorted(cited - keys)}"
+
+
+def test_the_bibliography_check_sees_a_missing_brace(tmp_path: Path) -> None:
+    from pybtex.database import parse_file
+    from pybtex.scanner import PybtexSyntaxError
+
+    bib = tmp_path / "broken.bib"
+    bib.write_text("@misc{a,\n  title = {A},\n  year = {2023}\n\n@misc{b,\n  title = {B}\n}\n")
+    with pytest.raises(PybtexSyntaxError):
+        parse_file(str(bib))
