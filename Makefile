@@ -84,6 +84,7 @@ bench: data
 	$(PY) bench/train_throughput.py
 	$(PY) bench/evaluation.py
 	$(PY) bench/weight_matching.py
+	$(PY) bench/book_floor.py
 
 # A grid of chapter runs as parallel jobs (llfc_utils/sweep.py); a re-run skips finished jobs.
 SWEEP_CHAPTER ?= 01_lmc_basics
