@@ -519,6 +519,8 @@ def series_vs_x(
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.set_xticks(list(xs))
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 # ---------------------------------------------------------------- chapter 3 (width)

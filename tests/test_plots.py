@@ -71,3 +71,18 @@ def test_theorem1_scatter_places_each_layer_at_relative_prediction_and_defect() 
     points = ax.collections[0].get_offsets().tolist()
     assert points == [[0.2, 0.2], [0.1, 0.3]]
     plt.close("all")
+
+
+def test_series_vs_x_returns_its_figure_with_one_line_per_series() -> None:
+    fig = plots.series_vs_x(
+        [0, 1, 2], {"a": [1.0, 2.0, 3.0], "b": [[1, 2], [2, 3], [3, 4]]}, "x", "y"
+    )
+    assert isinstance(fig, plt.Figure), "a plot function returns its figure"
+    assert len(fig.axes[0].containers) == 2
+    plt.close(fig)
+
+
+def test_against_width_returns_one_panel_per_quantity() -> None:
+    fig = plots.against_width({"p": {"s": {1: [1.0, 2.0], 2: 0.5}}, "q": {"s": {1: 1.0, 2: 1.0}}})
+    assert isinstance(fig, plt.Figure) and len(fig.axes) == 2
+    plt.close(fig)
