@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,128 @@ def table(claims: list[dict[str, Any]]) -> Any:
         .hide(axis="index")
         .map(lambda h: "" if h else "font-weight: bold", subset=["holds"])
     )
+
+
+# ---------------------------------------------------------------- two runs of the book, compared
+
+_SPREAD = re.compile(r"(-?\d+(?:\.\d+)?)\s*±\s*(\d+(?:\.\d+)?)")
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _decimals(text: str) -> int:
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def spread_numbers(text: str) -> list[tuple[float, float, float]]:
+    """Every 'mean ± std' in a claim's text, as (mean, std, rounding): `rounding` is half a unit
+    of the last printed digit, the most that printing can have moved the mean."""
+    return [(float(m), float(s), 0.5 * 10.0 ** -_decimals(m)) for m, s in _SPREAD.findall(text)]
+
+
+def other_numbers(text: str) -> list[float]:
+    """The numbers of a claim's text outside its 'mean ± std' pairs (one seed, counts, fractions)."""
+    return [float(x) for x in _NUMBER.findall(_SPREAD.sub(" ", text))]
+
+
+def _relative_change(na: list[float], nb: list[float]) -> float | None:
+    """The largest relative change between two texts' other numbers (None if they differ in count)."""
+    if len(na) != len(nb):
+        return None
+    return max(
+        (abs(x - y) / max(abs(x), abs(y)) for x, y in zip(na, nb, strict=True) if x != y),
+        default=0.0,
+    )
+
+
+def _gap(difference: float, rounding: float, spread: float) -> float:
+    gap = max(0.0, abs(difference) - rounding)
+    return gap / spread if spread > 0 else (math.inf if gap > 0 else 0.0)
+
+
+def compare(a: Path | str, b: Path | str) -> Any:
+    """Two runs' claims side by side (results folders `a` and `b`): one row per claim, with both
+    verdicts and whether every 'mean ± std' of its text agrees between the runs within its seed
+    spread, |mean_a - mean_b| <= max(std_a, std_b) plus the rounding of the printed means."""
+    import pandas as pd
+
+    a, b = Path(a), Path(b)
+    missing = sorted({p.name for p in a.glob("*.json")} ^ {p.name for p in b.glob("*.json")})
+    if missing or not any(a.glob("*.json")):
+        raise ValueError(
+            f"{a} and {b} must hold the same chapters' results (differ on {missing or 'none'}); "
+            "run the same chapters into both"
+        )
+    rows = []
+    for path in sorted(a.glob("*.json")):
+        claims_a = {c["id"]: c for c in json.loads(path.read_text())["claims"]}
+        claims_b = {c["id"]: c for c in json.loads((b / path.name).read_text())["claims"]}
+        for cid in [*claims_a, *(c for c in claims_b if c not in claims_a)]:
+            ca, cb = claims_a.get(cid), claims_b.get(cid)
+            na = spread_numbers(ca["ours"]) if ca else []
+            nb = spread_numbers(cb["ours"]) if cb else []
+            # the gap between the means beyond what printing can explain, in units of the larger
+            # seed spread: within the spread if at most 1
+            ratios = [
+                _gap(ma - mb, ra + rb, max(sa, sb))
+                for (ma, sa, ra), (mb, sb, rb) in zip(na, nb, strict=False)
+            ]
+            rows.append(
+                {
+                    "chapter": path.stem,
+                    "claim": cid,
+                    "holds a": ca["holds"] if ca else None,
+                    "holds b": cb["holds"] if cb else None,
+                    "same verdict": bool(ca and cb and ca["holds"] == cb["holds"]),
+                    "numbers": len(ratios) if len(na) == len(nb) else None,
+                    "within spread": sum(r <= 1.0 for r in ratios) if len(na) == len(nb) else None,
+                    "largest gap / spread": max(ratios, default=0.0),
+                    "other numbers, largest relative change": _relative_change(
+                        other_numbers(ca["ours"]) if ca else [],
+                        other_numbers(cb["ours"]) if cb else [],
+                    ),
+                    "ours a": ca["ours"] if ca else "",
+                    "ours b": cb["ours"] if cb else "",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m llfc_utils.tools.results A B`: compare two results folders; exit 1 on a differing
+    verdict or a number outside its seed spread."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="Compare two runs' results folders claim by claim.")
+    p.add_argument("a", type=Path, help="a results folder (book/results of one run)")
+    p.add_argument("b", type=Path, help="another run's results folder")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = p.parse_args(argv)
+    try:
+        frame = compare(args.a, args.b)
+    except ValueError as e:
+        p.error(str(e))
+    view = frame.drop(columns=["ours a", "ours b"])
+    print(view.to_markdown(index=False) if args.markdown else view.to_string(index=False))
+    verdicts = int(frame["same verdict"].sum())
+    comparable = frame["numbers"].notna()
+    within = int(frame.loc[comparable, "within spread"].sum())
+    numbers = int(frame.loc[comparable, "numbers"].sum())
+    print(
+        f"{verdicts} of {len(frame)} claims give the same verdict; {within} of {numbers} "
+        f"'mean ± std' numbers agree within their seed spread"
+        + (
+            f"; {int((~comparable).sum())} claims print different counts of them"
+            if (~comparable).any()
+            else ""
+        )
+    )
+    ok = verdicts == len(frame) and within == numbers and comparable.all()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""results.compare: two runs of the book, claim by claim (the bf16-vs-fp32 check of How to run)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from llfc_utils.tools import results
+
+
+def _run(folder, claims):
+    results.write(
+        "02_spawning",
+        "cpu",
+        [results.claim(i, i, ours, "", h) for i, ours, h in claims],
+        {},
+        folder,
+    )
+    return folder
+
+
+def test_spread_numbers_reads_every_mean_and_std():
+    text = "barrier 0.019 ± 0.010 vs 2.1 ± 0.03 independent; LMC in 3/3 seeds"
+    assert results.spread_numbers(text) == [(0.019, 0.010, 0.0005), (2.1, 0.03, 0.05)]
+    assert results.other_numbers(text) == [3.0, 3.0]
+
+
+def test_same_runs_agree(tmp_path):
+    claims = [("a", "barrier 0.019 ± 0.010 vs 2.125 ± 0.032", True), ("b", "ratio 0.55", False)]
+    a, b = _run(tmp_path / "a", claims), _run(tmp_path / "b", claims)
+    frame = results.compare(a, b)
+    assert frame["same verdict"].all() and (frame["within spread"] == frame["numbers"]).all()
+    assert results.main([str(a), str(b)]) == 0
+
+
+def test_a_mean_outside_its_spread_is_flagged(tmp_path):
+    a = _run(tmp_path / "a", [("a", "barrier 0.019 ± 0.010 vs 2.125 ± 0.032", True)])
+    b = _run(tmp_path / "b", [("a", "barrier 0.025 ± 0.010 vs 2.200 ± 0.032", True)])
+    row = results.compare(a, b).iloc[0]
+    assert row["numbers"] == 2 and row["within spread"] == 1
+    assert row["largest gap / spread"] == pytest.approx((0.075 - 0.001) / 0.032)
+    assert results.main([str(a), str(b)]) == 1
+
+
+def test_printing_rounding_is_not_a_gap(tmp_path):
+    a = _run(tmp_path / "a", [("a", "barrier 0.000 ± 0.000", True)])
+    b = _run(tmp_path / "b", [("a", "barrier 0.001 ± 0.000", True)])
+    assert results.compare(a, b).iloc[0]["largest gap / spread"] == 0.0
+    c = _run(tmp_path / "c", [("a", "barrier 0.002 ± 0.000", True)])
+    assert math.isinf(results.compare(a, c).iloc[0]["largest gap / spread"])
+
+
+def test_a_flipped_verdict_fails(tmp_path):
+    a = _run(tmp_path / "a", [("a", "ratio 0.55 ± 0.12", False)])
+    b = _run(tmp_path / "b", [("a", "ratio 0.55 ± 0.12", True)])
+    assert not results.compare(a, b).iloc[0]["same verdict"]
+    assert results.main([str(a), str(b)]) == 1
+
+
+def test_a_claim_only_one_run_has_fails(tmp_path):
+    a = _run(tmp_path / "a", [("a", "x 1.0 ± 0.1", True)])
+    b = _run(tmp_path / "b", [("a", "x 1.0 ± 0.1", True), ("b", "y", True)])
+    assert results.main([str(a), str(b)]) == 1
+
+
+def test_different_chapters_are_an_error(tmp_path):
+    a = _run(tmp_path / "a", [("a", "x", True)])
+    (tmp_path / "b").mkdir()
+    with pytest.raises(ValueError, match="same chapters"):
+        results.compare(a, tmp_path / "b")
