@@ -185,7 +185,10 @@ def _assignment(similarity: np.ndarray) -> np.ndarray:
 
 
 SPARSE_LAP_MIN = 1024  # from this width on, weight matching solves its assignments on candidates
-SPARSE_LAP_CANDIDATES = 64  # the most similar units of B per unit of A
+# The most similar units of B per unit of A. On random VGG-16 pairs (bench/weight_matching.py), 64
+# candidates missed the dense optimum often enough to end 0.1-0.5 % below the dense solves'
+# objective; 256 walked exactly the dense solves' path, at 0.43x their time.
+SPARSE_LAP_CANDIDATES = 256
 
 
 def _sparse_assignment(similarity: np.ndarray, current: np.ndarray) -> np.ndarray:
