@@ -9,14 +9,9 @@ import pytest
 from llfc_utils.tools import results
 
 
-def _run(folder, claims):
-    results.write(
-        "02_spawning",
-        "cpu",
-        [results.claim(i, i, ours, "", h) for i, ours, h in claims],
-        {},
-        folder,
-    )
+def _run(folder, claims, metrics=None):
+    rows = [results.claim(i, i, ours, "", h) for i, ours, h in claims]
+    results.write("02_spawning", "cpu", rows, metrics or {}, folder)
     return folder
 
 
@@ -69,3 +64,19 @@ def test_different_chapters_are_an_error(tmp_path):
     (tmp_path / "b").mkdir()
     with pytest.raises(ValueError, match="same chapters"):
         results.compare(a, tmp_path / "b")
+
+
+def test_pair_verdicts_are_compared_pair_by_pair(tmp_path, capsys):
+    tests = {
+        "mlp/wm/seed 0": {"lmc": True, "llfc": True},
+        "mlp/unaligned/seed 0": {"lmc": False, "llfc": False},
+    }
+    flipped = {**tests, "mlp/wm/seed 0": {"lmc": True, "llfc": False}}
+    a = _run(tmp_path / "a", [("a", "x", True)], {"llfc_test": tests, "seeds": [0]})
+    b = _run(tmp_path / "b", [("a", "x", True)], {"llfc_test": tests, "seeds": [0]})
+    c = _run(tmp_path / "c", [("a", "x", True)], {"llfc_test": flipped, "seeds": [0]})
+    assert set(results.pair_verdicts(a)) == {f"02_spawning/llfc_test/{k}" for k in tests}
+    assert results.main([str(a), str(b)]) == 0
+    assert "2 of 2 pairs get the same" in capsys.readouterr().out
+    assert results.main([str(a), str(c)]) == 1
+    assert "differs: 02_spawning/llfc_test/mlp/wm/seed 0" in capsys.readouterr().out

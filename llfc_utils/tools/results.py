@@ -178,6 +178,27 @@ def compare(a: Path | str, b: Path | str) -> Any:
     return pd.DataFrame(rows)
 
 
+def pair_verdicts(folder: Path | str) -> dict[str, dict[str, bool]]:
+    """Every pair's LMC and LLFC verdicts in a results folder: {"chapter/where/pair": {"lmc", "llfc"}},
+    from each metrics table whose entries all carry both (such as a chapter's `llfc_test`)."""
+    out: dict[str, dict[str, bool]] = {}
+
+    def walk(node: Any, where: str) -> None:
+        if not isinstance(node, dict):
+            return
+        if node and all(isinstance(v, dict) and {"lmc", "llfc"} <= set(v) for v in node.values()):
+            out.update(
+                {f"{where}/{k}": {"lmc": v["lmc"], "llfc": v["llfc"]} for k, v in node.items()}
+            )
+            return
+        for k, v in node.items():
+            walk(v, f"{where}/{k}")
+
+    for path in sorted(Path(folder).glob("*.json")):
+        walk(json.loads(path.read_text())["metrics"], path.stem)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m llfc_utils.tools.results A B`: compare two results folders; exit 1 on a differing
     verdict or a number outside its seed spread."""
@@ -207,7 +228,16 @@ def main(argv: list[str] | None = None) -> int:
             else ""
         )
     )
-    ok = verdicts == len(frame) and within == numbers and comparable.all()
+    pairs_a, pairs_b = pair_verdicts(args.a), pair_verdicts(args.b)
+    same_pairs = [k for k in pairs_a if pairs_b.get(k) == pairs_a[k]]
+    differ = sorted(set(pairs_a) ^ set(pairs_b)) + [
+        k for k in pairs_a if k in pairs_b and k not in same_pairs
+    ]
+    print(
+        f"{len(same_pairs)} of {len(set(pairs_a) | set(pairs_b))} pairs get the same LMC and LLFC verdicts"
+        + "".join(f"\n  differs: {k}: {pairs_a.get(k)} vs {pairs_b.get(k)}" for k in differ)
+    )
+    ok = verdicts == len(frame) and within == numbers and comparable.all() and not differ
     return 0 if ok else 1
 
 
