@@ -76,6 +76,13 @@ def test_pair_verdicts_are_compared_pair_by_pair(tmp_path, capsys):
     b = _run(tmp_path / "b", [("a", "x", True)], {"llfc_test": tests, "seeds": [0]})
     c = _run(tmp_path / "c", [("a", "x", True)], {"llfc_test": flipped, "seeds": [0]})
     assert set(results.pair_verdicts(a)) == {f"02_spawning/llfc_test/{k}" for k in tests}
+    records = {
+        "sweep": {"verdicts": [{"role": "mlp", "width": 32, "seed": 0, "lmc": 1, "llfc": 0}]}
+    }
+    d = _run(tmp_path / "d", [("a", "x", True)], records)
+    assert results.pair_verdicts(d) == {
+        "02_spawning/sweep/verdicts/role mlp width 32 seed 0": {"lmc": 1, "llfc": 0}
+    }
     assert results.main([str(a), str(b)]) == 0
     assert "2 of 2 pairs get the same" in capsys.readouterr().out
     assert results.main([str(a), str(c)]) == 1

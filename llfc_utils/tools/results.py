@@ -180,7 +180,7 @@ def compare(a: Path | str, b: Path | str) -> Any:
 
 def pair_verdicts(folder: Path | str) -> dict[str, dict[str, bool]]:
     """Every pair's LMC and LLFC verdicts in a results folder: {"chapter/where/pair": {"lmc", "llfc"}},
-    from each metrics table whose entries all carry both (such as a chapter's `llfc_test`)."""
+    from each metrics table whose entries all carry both (a chapter's `llfc_test`, a sweep's records)."""
     out: dict[str, dict[str, bool]] = {}
 
     def walk(node: Any, where: str) -> None:
@@ -192,6 +192,16 @@ def pair_verdicts(folder: Path | str) -> dict[str, dict[str, bool]]:
             )
             return
         for k, v in node.items():
+            if (
+                isinstance(v, list)
+                and v
+                and all(isinstance(r, dict) and {"lmc", "llfc"} <= set(r) for r in v)
+            ):
+                for r in v:  # a table of records, such as a width sweep's `verdicts`
+                    name = " ".join(
+                        f"{f} {r[f]}" for f in ("role", "width", "pair", "seed") if f in r
+                    )
+                    out[f"{where}/{k}/{name}"] = {"lmc": r["lmc"], "llfc": r["llfc"]}
             walk(v, f"{where}/{k}")
 
     for path in sorted(Path(folder).glob("*.json")):
