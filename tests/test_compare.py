@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -87,3 +88,32 @@ def test_pair_verdicts_are_compared_pair_by_pair(tmp_path, capsys):
     assert "2 of 2 pairs get the same" in capsys.readouterr().out
     assert results.main([str(a), str(c)]) == 1
     assert "differs: 02_spawning/llfc_test/mlp/wm/seed 0" in capsys.readouterr().out
+
+
+def _executed(folder, values):
+    """An executed chapter whose cells glued `values` as papermill records them."""
+    prefix = "application/papermill.record/"
+    outputs = [
+        {
+            "output_type": "display_data",
+            "data": {prefix + "text/markdown": text, prefix + "text/plain": "<Markdown>"},
+            "metadata": {"scrapbook": {"name": name, "mime_prefix": prefix}},
+        }
+        for name, text in values.items()
+    ]
+    cell = {"cell_type": "code", "source": "", "metadata": {}, "outputs": outputs}
+    (folder / "02_spawning.ipynb").write_text(json.dumps({"cells": [cell]}))
+
+
+def test_glued_numbers_are_compared_too(tmp_path, capsys):
+    a = _run(tmp_path / "a" / "results", [("a", "x", True)])
+    b = _run(tmp_path / "b" / "results", [("a", "x", True)])
+    _executed(tmp_path / "a", {"barrier_k0": "1.325 ± 0.699", "n_test": "10,000"})
+    _executed(tmp_path / "b", {"barrier_k0": "1.053 ± 0.434", "n_test": "10,000"})
+    assert results.glued(tmp_path / "a" / "02_spawning.ipynb")["barrier_k0"] == "1.325 ± 0.699"
+    assert results.main([str(a), str(b)]) == 0
+    assert "1 of 1 'mean ± std' numbers of the glued values agree" in capsys.readouterr().out
+    _executed(tmp_path / "b", {"barrier_k0": "0.053 ± 0.034", "n_test": "10,000"})
+    frame = results.compare_glued(tmp_path / "a", tmp_path / "b")
+    assert frame.set_index("name").loc["barrier_k0", "within spread"] == 0
+    assert results.main([str(a), str(b)]) == 1

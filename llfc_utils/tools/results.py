@@ -130,6 +130,37 @@ def _gap(difference: float, rounding: float, spread: float) -> float:
     return gap / spread if spread > 0 else (math.inf if gap > 0 else 0.0)
 
 
+def _numbers_row(text_a: str | None, text_b: str | None) -> dict[str, Any]:
+    """How two runs' texts of one number or claim compare: each 'mean ± std' gap beyond printing's
+    rounding in units of the larger seed spread (within it if at most 1), and the largest relative
+    change of the other numbers. Counts are None when the texts print different counts."""
+    na, nb = spread_numbers(text_a or ""), spread_numbers(text_b or "")
+    ratios = [
+        _gap(ma - mb, ra + rb, max(sa, sb))
+        for (ma, sa, ra), (mb, sb, rb) in zip(na, nb, strict=False)
+    ]
+    same = len(na) == len(nb) and text_a is not None and text_b is not None
+    return {
+        "numbers": len(ratios) if same else None,
+        "within spread": sum(r <= 1.0 for r in ratios) if same else None,
+        "largest gap / spread": max(ratios, default=0.0),
+        "other numbers, largest relative change": _relative_change(
+            other_numbers(text_a or ""), other_numbers(text_b or "")
+        ),
+        "a": text_a or "",
+        "b": text_b or "",
+    }
+
+
+def _same_chapters(a: Path, b: Path) -> None:
+    missing = sorted({p.name for p in a.glob("*.json")} ^ {p.name for p in b.glob("*.json")})
+    if missing or not any(a.glob("*.json")):
+        raise ValueError(
+            f"{a} and {b} must hold the same chapters' results (differ on {missing or 'none'}); "
+            "run the same chapters into both"
+        )
+
+
 def compare(a: Path | str, b: Path | str) -> Any:
     """Two runs' claims side by side (results folders `a` and `b`): one row per claim, with both
     verdicts and whether every 'mean ± std' of its text agrees between the runs within its seed
@@ -137,26 +168,13 @@ def compare(a: Path | str, b: Path | str) -> Any:
     import pandas as pd
 
     a, b = Path(a), Path(b)
-    missing = sorted({p.name for p in a.glob("*.json")} ^ {p.name for p in b.glob("*.json")})
-    if missing or not any(a.glob("*.json")):
-        raise ValueError(
-            f"{a} and {b} must hold the same chapters' results (differ on {missing or 'none'}); "
-            "run the same chapters into both"
-        )
+    _same_chapters(a, b)
     rows = []
     for path in sorted(a.glob("*.json")):
         claims_a = {c["id"]: c for c in json.loads(path.read_text())["claims"]}
         claims_b = {c["id"]: c for c in json.loads((b / path.name).read_text())["claims"]}
         for cid in [*claims_a, *(c for c in claims_b if c not in claims_a)]:
             ca, cb = claims_a.get(cid), claims_b.get(cid)
-            na = spread_numbers(ca["ours"]) if ca else []
-            nb = spread_numbers(cb["ours"]) if cb else []
-            # the gap between the means beyond what printing can explain, in units of the larger
-            # seed spread: within the spread if at most 1
-            ratios = [
-                _gap(ma - mb, ra + rb, max(sa, sb))
-                for (ma, sa, ra), (mb, sb, rb) in zip(na, nb, strict=False)
-            ]
             rows.append(
                 {
                     "chapter": path.stem,
@@ -164,18 +182,41 @@ def compare(a: Path | str, b: Path | str) -> Any:
                     "holds a": ca["holds"] if ca else None,
                     "holds b": cb["holds"] if cb else None,
                     "same verdict": bool(ca and cb and ca["holds"] == cb["holds"]),
-                    "numbers": len(ratios) if len(na) == len(nb) else None,
-                    "within spread": sum(r <= 1.0 for r in ratios) if len(na) == len(nb) else None,
-                    "largest gap / spread": max(ratios, default=0.0),
-                    "other numbers, largest relative change": _relative_change(
-                        other_numbers(ca["ours"]) if ca else [],
-                        other_numbers(cb["ours"]) if cb else [],
-                    ),
-                    "ours a": ca["ours"] if ca else "",
-                    "ours b": cb["ours"] if cb else "",
+                    **_numbers_row(ca and ca["ours"], cb and cb["ours"]),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def glued(notebook: Path | str) -> dict[str, str]:
+    """The values an executed chapter glued for its prose ({glue:md}`name`), as the text it shows."""
+    out = {}
+    for cell in json.loads(Path(notebook).read_text())["cells"]:
+        for o in cell.get("outputs", []):
+            book = o.get("metadata", {}).get("scrapbook")
+            if book:
+                data = o.get("data", {})
+                prefix = book.get("mime_prefix", "")
+                text = data.get(prefix + "text/markdown", data.get(prefix + "text/plain", ""))
+                out[book["name"]] = "".join(text)
+    return out
+
+
+def compare_glued(a: Path | str, b: Path | str) -> Any:
+    """Two runs' glued numbers side by side: the executed chapters in folders `a` and `b` (each
+    run's book/), one row per name either glued, compared as in `compare`."""
+    import pandas as pd
+
+    rows = []
+    for path in sorted(Path(a).glob("*.ipynb")):
+        if not (Path(b) / path.name).exists():
+            continue
+        ga, gb = glued(path), glued(Path(b) / path.name)
+        for name in [*ga, *(n for n in gb if n not in ga)]:
+            rows.append(
+                {"chapter": path.stem, "name": name, **_numbers_row(ga.get(name), gb.get(name))}
+            )
+    return pd.DataFrame(rows, columns=["chapter", "name", *_numbers_row("", "")])
 
 
 def pair_verdicts(folder: Path | str) -> dict[str, dict[str, bool]]:
@@ -209,35 +250,50 @@ def pair_verdicts(folder: Path | str) -> dict[str, dict[str, bool]]:
     return out
 
 
+def _spread_summary(frame: Any, what: str) -> tuple[str, bool]:
+    """One line on a comparison frame's 'mean ± std' numbers, and whether they all agree."""
+    comparable = frame["numbers"].notna()
+    within = int(frame.loc[comparable, "within spread"].sum())
+    numbers = int(frame.loc[comparable, "numbers"].sum())
+    line = (
+        f"{within} of {numbers} 'mean ± std' numbers of the {what} agree within their seed spread"
+    )
+    if (~comparable).any():
+        line += f"; {int((~comparable).sum())} {what} print different counts of them"
+    return line, within == numbers and bool(comparable.all())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m llfc_utils.tools.results A B`: compare two results folders; exit 1 on a differing
-    verdict or a number outside its seed spread."""
+    """`python -m llfc_utils.tools.results A B`: compare two runs' results folders, and the
+    numbers their executed chapters glued (in each folder's parent); exit 1 on a differing verdict
+    or a 'mean ± std' outside its seed spread."""
     import argparse
 
-    p = argparse.ArgumentParser(description="Compare two runs' results folders claim by claim.")
+    p = argparse.ArgumentParser(description="Compare two runs of the book, claim by claim.")
     p.add_argument("a", type=Path, help="a results folder (book/results of one run)")
     p.add_argument("b", type=Path, help="another run's results folder")
-    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     args = p.parse_args(argv)
     try:
         frame = compare(args.a, args.b)
     except ValueError as e:
         p.error(str(e))
-    view = frame.drop(columns=["ours a", "ours b"])
-    print(view.to_markdown(index=False) if args.markdown else view.to_string(index=False))
+    glue_frame = compare_glued(args.a.parent, args.b.parent)
+    for f in (frame, glue_frame[glue_frame["numbers"].fillna(1) > 0]):
+        view = f.drop(columns=["a", "b"])
+        print(view.to_markdown(index=False) if args.markdown else view.to_string(index=False))
     verdicts = int(frame["same verdict"].sum())
-    comparable = frame["numbers"].notna()
-    within = int(frame.loc[comparable, "within spread"].sum())
-    numbers = int(frame.loc[comparable, "numbers"].sum())
-    print(
-        f"{verdicts} of {len(frame)} claims give the same verdict; {within} of {numbers} "
-        f"'mean ± std' numbers agree within their seed spread"
-        + (
-            f"; {int((~comparable).sum())} claims print different counts of them"
-            if (~comparable).any()
-            else ""
+    claims_line, claims_ok = _spread_summary(frame, "claims")
+    glue_line, glue_ok = _spread_summary(glue_frame, "glued values")
+    print(f"{verdicts} of {len(frame)} claims give the same verdict; {claims_line}")
+    print(f"{len(glue_frame)} glued values compared; {glue_line}")
+    change = glue_frame["other numbers, largest relative change"].astype(float)
+    if change.notna().any():  # single numbers (one seed, counts) have no spread to be judged by
+        top = glue_frame.loc[change.idxmax()]
+        print(
+            f"their other numbers (no spread) change by at most {change.max():.1%}"
+            f" ({top['chapter']} {top['name']}: {top['a']} vs {top['b']})"
         )
-    )
     pairs_a, pairs_b = pair_verdicts(args.a), pair_verdicts(args.b)
     same_pairs = [k for k in pairs_a if pairs_b.get(k) == pairs_a[k]]
     differ = sorted(set(pairs_a) ^ set(pairs_b)) + [
@@ -247,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(same_pairs)} of {len(set(pairs_a) | set(pairs_b))} pairs get the same LMC and LLFC verdicts"
         + "".join(f"\n  differs: {k}: {pairs_a.get(k)} vs {pairs_b.get(k)}" for k in differ)
     )
-    ok = verdicts == len(frame) and within == numbers and comparable.all() and not differ
+    ok = verdicts == len(frame) and claims_ok and glue_ok and not differ
     return 0 if ok else 1
 
 
