@@ -563,3 +563,13 @@ def test_compiled_training_matches_eager_closely(monkeypatch, tmp_path):
     ):
         assert torch.allclose(p, q, atol=1e-3), name  # 2e-4 here; 1e-2 with other masks
     assert "cpu +compile" in json.loads(timings.timings_path().read_text())["devices"]
+
+
+def test_planning_a_chapter_does_not_plan_it_again(monkeypatch):
+    # each chapter's setup cell prints its plan (colab.choose_profile); the planner runs that
+    # cell, and must not plan the chapter again from inside it (that recursed to the limit)
+    calls = []
+    real = plan.make
+    monkeypatch.setattr(plan, "make", lambda *a, **k: calls.append(a) or real(*a, **k))
+    plan.chapter_summary("04_weak_additivity", "smoke", {"profile": "smoke"})
+    assert len(calls) == 1, f"plan.make ran {len(calls)} times for one chapter"

@@ -37,6 +37,7 @@ import torch._dynamo  # noqa: F401  (imports sympy whole before chapter code run
 
 from llfc_utils import cache, config, data, models, timings, train
 from llfc_utils.config import TrainConfig
+from llfc_utils.tools import colab
 from llfc_utils.tools.paths import NOTEBOOKS
 
 SIZES = {"mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000), "cifar10": (50_000, 10_000)}
@@ -298,6 +299,9 @@ def chapter_runs(
         mock.patch.object(train, "train_run", record),
         mock.patch.object(train, "dataset", stand_ins),
         mock.patch.object(data, "load", stand_ins),
+        # a chapter's setup cell prints its own plan (colab.choose_profile): planning it here
+        # would plan the chapter again, and that plan again, until the recursion limit
+        mock.patch.object(colab, "show_plan", lambda *args, **kwargs: None),
         contextlib.redirect_stdout(io.StringIO()),
         warnings.catch_warnings(),
     ):
