@@ -20,6 +20,8 @@ def test_spread_numbers_reads_every_mean_and_std():
     text = "barrier 0.019 ± 0.010 vs 2.1 ± 0.03 independent; LMC in 3/3 seeds"
     assert results.spread_numbers(text) == [(0.019, 0.010, 0.0005), (2.1, 0.03, 0.05)]
     assert results.other_numbers(text) == [3.0, 3.0]
+    assert results.spread_numbers("1.61e-03 ± 2e-04") == [(1.61e-03, 2e-04, 0.5e-05)]
+    assert results.other_numbers("std 1.61e-03, k=2") == [1.61e-03, 2.0]
 
 
 def test_same_runs_agree(tmp_path):

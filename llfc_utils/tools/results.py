@@ -94,14 +94,15 @@ def table(claims: list[dict[str, Any]]) -> Any:
 
 # ---------------------------------------------------------------- two runs of the book, compared
 
-_SPREAD = re.compile(r"(-?\d+(?:\.\d+)?)\s*±\s*(\d+(?:\.\d+)?)")
-
-
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"  # 12, 0.019, 1.61e-03
+_SPREAD = re.compile(rf"({_NUMBER})\s*±\s*({_NUMBER})")
 
 
 def _decimals(text: str) -> int:
-    return len(text.split(".")[1]) if "." in text else 0
+    """The decimals a printed number shows, its exponent counted (1.61e-03: 5)."""
+    mantissa, _, exponent = text.lower().partition("e")
+    shown = len(mantissa.split(".")[1]) if "." in mantissa else 0
+    return shown - int(exponent or 0)
 
 
 def spread_numbers(text: str) -> list[tuple[float, float, float]]:
@@ -112,7 +113,7 @@ def spread_numbers(text: str) -> list[tuple[float, float, float]]:
 
 def other_numbers(text: str) -> list[float]:
     """The numbers of a claim's text outside its 'mean ± std' pairs (one seed, counts, fractions)."""
-    return [float(x) for x in _NUMBER.findall(_SPREAD.sub(" ", text))]
+    return [float(x) for x in re.findall(_NUMBER, _SPREAD.sub(" ", text))]
 
 
 def _relative_change(na: list[float], nb: list[float]) -> float | None:
