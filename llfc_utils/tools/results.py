@@ -225,26 +225,21 @@ def pair_verdicts(folder: Path | str) -> dict[str, dict[str, bool]]:
     from each metrics table whose entries all carry both (a chapter's `llfc_test`, a sweep's records)."""
     out: dict[str, dict[str, bool]] = {}
 
+    def verdicts(rows: Any) -> bool:
+        return bool(rows) and all(isinstance(r, dict) and {"lmc", "llfc"} <= set(r) for r in rows)
+
     def walk(node: Any, where: str) -> None:
-        if not isinstance(node, dict):
-            return
-        if node and all(isinstance(v, dict) and {"lmc", "llfc"} <= set(v) for v in node.values()):
+        if isinstance(node, list) and verdicts(node):  # records, such as a sweep's `verdicts`
+            for r in node:
+                name = " ".join(f"{f} {r[f]}" for f in ("role", "width", "pair", "seed") if f in r)
+                out[f"{where}/{name}"] = {"lmc": r["lmc"], "llfc": r["llfc"]}
+        elif isinstance(node, dict) and verdicts(node.values()):  # {pair: verdicts}, `llfc_test`
             out.update(
                 {f"{where}/{k}": {"lmc": v["lmc"], "llfc": v["llfc"]} for k, v in node.items()}
             )
-            return
-        for k, v in node.items():
-            if (
-                isinstance(v, list)
-                and v
-                and all(isinstance(r, dict) and {"lmc", "llfc"} <= set(r) for r in v)
-            ):
-                for r in v:  # a table of records, such as a width sweep's `verdicts`
-                    name = " ".join(
-                        f"{f} {r[f]}" for f in ("role", "width", "pair", "seed") if f in r
-                    )
-                    out[f"{where}/{k}/{name}"] = {"lmc": r["lmc"], "llfc": r["llfc"]}
-            walk(v, f"{where}/{k}")
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{where}/{k}")
 
     for path in sorted(Path(folder).glob("*.json")):
         walk(json.loads(path.read_text())["metrics"], path.stem)
