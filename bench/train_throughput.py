@@ -26,6 +26,18 @@ second of a whole epoch) is reported for the MLP and for each conv role of the `
 `fraction_of_peak`: the MLP against the best matrix-product peak, a conv net against the best
 convolution peak, whichever precision gives it.
 
+Why the MLP sits where it does, measured in the same run on the same batches (`mlp_step`):
+
+* `gemm_share`: the seconds the step's matrix products alone take (its four forward `addmm` and
+  seven backward `mm` of batch 128, in the training precision, timed back to back) over the
+  seconds of a whole training step. `gemm_only_fraction` is the fraction of peak the MLP would
+  reach if everything else in the step (autocast's casts, the optimiser, the loss) were free.
+* `fused_sgd_ratio`: a step with `torch.optim.SGD(fused=True)` against the default single-tensor
+  SGD the book uses (>1: fused is faster). Fused SGD rounds differently, so it would change every
+  checkpoint.
+* `pair_batched_ratio`: the two children of a pair trained in one batched pass (weights stacked,
+  `baddbmm`: the product vmap makes) against two separate steps (>1: batching is faster).
+
 This is a measurement, not a test: it prints a table and, as its last line, one JSON object.
 
     .venv/bin/python bench/train_throughput.py [--device cpu] [--repeats 3] [--subset 5000]
@@ -240,6 +252,101 @@ def achieved(cfg: TrainConfig, device: torch.device, subset: int | None, repeats
     return {"seconds": secs, "n": len(x), "gflops": flops / secs / 1e9}
 
 
+def _mlp_layers(model: nn.Module) -> list[nn.Linear]:
+    return [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def _steps(model: nn.Module, opt, xs, ys, dtype) -> None:
+    """One plain training step per batch of `xs` under autocast in `dtype` (None: float32)."""
+    for xb, yb in zip(xs, ys, strict=True):
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            loss = F.cross_entropy(model(xb).float(), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def _pair_steps(params: list[torch.Tensor], opt, xs, ys, dtype) -> None:
+    """The same steps for two MLPs at once: stacked weights, one batched product per layer."""
+    for xb, yb in zip(xs, ys, strict=True):  # xb: (2, batch, 784), one batch per child
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            h = xb
+            for i in range(0, len(params), 2):
+                h = torch.baddbmm(params[i + 1].unsqueeze(1), h, params[i].transpose(1, 2))
+                h = torch.relu(h) if i + 2 < len(params) else h
+            loss = 2 * F.cross_entropy(h.float().flatten(0, 1), yb.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def mlp_step(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, repeats: int = 3) -> dict:
+    """The MLP step taken apart on the CPU (see the module docstring): shares and ratios."""
+    dtype = {"bf16": torch.bfloat16}.get(llfc_train.precision(cfg, "cpu"))
+    n_steps, b = 100, cfg.batch_size
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, len(x), (n_steps, 2, b), generator=gen)
+    xs, ys = x.flatten(1)[idx], y[idx]  # (steps, 2, batch, 784): two batches per step
+
+    def sgd(params, **kw):
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **kw
+        )
+
+    models = [llfc_train.build_model(cfg, s) for s in (1, 2)]
+
+    def one(fused: bool) -> float:
+        m = copy.deepcopy(models[0])
+        opt = sgd(m.parameters(), fused=fused)
+        _steps(m, opt, xs[:3, 0], ys[:3, 0], dtype)  # warm-up
+        t0 = time.perf_counter()
+        _steps(m, opt, xs[:, 0], ys[:, 0], dtype)
+        return (time.perf_counter() - t0) / n_steps
+
+    def two_separate() -> float:
+        ms = [copy.deepcopy(m) for m in models]
+        opts = [sgd(m.parameters()) for m in ms]
+        t0 = time.perf_counter()
+        for k in (0, 1):
+            _steps(ms[k], opts[k], xs[:, k], ys[:, k], dtype)
+        return (time.perf_counter() - t0) / n_steps
+
+    def two_batched() -> float:
+        pairs = zip(*(_mlp_layers(m) for m in models), strict=True)
+        params = [
+            torch.stack([getattr(a, w).detach() for a in layers]).requires_grad_()
+            for layers in pairs
+            for w in ("weight", "bias")
+        ]
+        opt = sgd(params)
+        t0 = time.perf_counter()
+        _pair_steps(params, opt, xs, ys, dtype)
+        return (time.perf_counter() - t0) / n_steps
+
+    layers = _mlp_layers(models[0])
+    w = [layer.weight.detach().to(dtype or torch.float32) for layer in layers]
+    acts = [torch.randn(b, layer.in_features, dtype=w[0].dtype) for layer in layers]
+    grads = [torch.randn(b, layer.out_features, dtype=w[0].dtype) for layer in layers]
+
+    def gemms() -> None:  # forward addmm, backward: weight grads, and input grads past layer 1
+        for i, layer in enumerate(layers):
+            torch.addmm(layer.bias.detach().to(w[i].dtype), acts[i], w[i].t())
+            grads[i].t() @ acts[i]
+            if i:
+                grads[i] @ w[i]
+
+    step = min(one(False) for _ in range(repeats))
+    gemm = best_seconds(gemms, repeats=max(5, repeats))
+    return {
+        "step_seconds": step,
+        "gemm_seconds": gemm,
+        "gemm_share": gemm / step,
+        "fused_sgd_ratio": step / min(one(True) for _ in range(repeats)),
+        "pair_batched_ratio": min(two_separate() for _ in range(repeats))
+        / min(two_batched() for _ in range(repeats)),
+    }
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command-line options."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -317,6 +424,19 @@ def main(argv: list[str] | None = None) -> int:
         r = achieved(c, device, args.subset, args.repeats)
         gflops[role], fraction[role] = r["gflops"], r["gflops"] / best_conv
     precision = llfc_train.precision(cfg, device)
+    parts = None
+    if device.type == "cpu":
+        parts = mlp_step(cfg, x, y, args.repeats)
+        flops_step = plan.train_flops(cfg)[1] * cfg.batch_size
+        parts["gemm_only_fraction"] = flops_step / parts["gemm_seconds"] / 1e9 / best_mm
+        print(
+            f"the MLP step taken apart: {1e3 * parts['step_seconds']:.2f} ms a step, of which its "
+            f"matrix products alone take {1e3 * parts['gemm_seconds']:.2f} ms "
+            f"({parts['gemm_share']:.2f}); with nothing else in the step it would reach "
+            f"{parts['gemm_only_fraction']:.2f} of peak. Fused SGD {parts['fused_sgd_ratio']:.2f}x "
+            f"the default's speed; a pair in one batched pass {parts['pair_batched_ratio']:.2f}x "
+            "two separate steps"
+        )
     print(f"our training step ({precision}), achieved GFLOP/s and fraction of the best peak:")
     for role in gflops:
         print(f"  {role:<10}{gflops[role]:>8.1f} GFLOP/s{fraction[role]:>8.3f}")
@@ -329,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         "gflops": {k: round(v, 1) for k, v in gflops.items()},
         "peak_gflops": {k: round(v, 1) for k, v in peak.items()},
         "precision": precision,
+        "mlp_step": parts and {k: round(v, 4) for k, v in parts.items()},
         "device": str(device),
         "n": n,
     }
