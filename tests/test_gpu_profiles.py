@@ -64,13 +64,16 @@ def tiny_params(chapter: str, profile: str) -> dict[str, object]:
     `roles`: every architecture of the profile once, and in the permutation chapter every role
     that can be permuted; a per-role dict gets every role: spawn epochs within the tiny
     schedule (a grid [0, 1], one spawn epoch 1), other values as the chapter's own role of the
-    same kind (MLP or CNN). Three points on the interpolation path (0, 0.5, 1), and chapter 01's
-    spawn epoch 1.
+    same kind (MLP or CNN). Three points on the interpolation path (0, 0.5, 1), chapter 01's
+    spawn epoch 1, and chapter 03's width sweep at the smoke profile's widths (the gpu profile's
+    reach a full-width VGG-16, a minute of this test for no path the smoke widths miss).
     """
     defaults = run.parameters(chapter)
     params: dict[str, object] = {"n_alphas": 3} if "n_alphas" in defaults else {}
     if isinstance(defaults.get("spawn_epoch"), int):
         params["spawn_epoch"] = 1
+    if "widths" in defaults:  # chapter 03's sweep at smoke widths: the gpu sweep's are not tiny
+        params["widths"] = {r: list(w) for r, w in config.WIDTHS["smoke"].items()}
     if "roles" not in defaults:
         return params
     cfgs = config.profile(profile)

@@ -252,7 +252,7 @@ def test_real_lab_checks_call_the_package_and_give_nothing_away(name: str) -> No
 
 
 @pytest.mark.slow
-def test_real_lab_runs_with_solutions_and_stops_without(tmp_path) -> None:
+def test_real_lab_runs_with_solutions_and_stops_without(tmp_path, shared_smoke_cache) -> None:
     with_exercises = [
         name
         for name in run.chapters()
@@ -320,7 +320,9 @@ FAST_LABS = ["00_training"]  # the others train for longer than a unit test shou
     "name",
     [n if n in FAST_LABS else pytest.param(n, marks=pytest.mark.slow) for n in run.chapters()],
 )
-def test_real_lab_runs_to_its_first_exercise_in_the_smoke_profile(name: str, tmp_path) -> None:
+def test_real_lab_runs_to_its_first_exercise_in_the_smoke_profile(
+    name: str, tmp_path, shared_smoke_cache
+) -> None:
     _run_to_first_exercise(name, tmp_path)
 
 

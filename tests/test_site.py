@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -181,33 +180,11 @@ def test_missing_browser_is_a_clear_error_or_a_skip(tmp_path, monkeypatch, capsy
 
 
 @pytest.mark.slow
-def test_real_site_passes_the_browser_check(tmp_path) -> None:
-    """Execute every chapter (smoke), build the book in tmp_path, and check it in Chromium."""
+def test_real_site_passes_the_browser_check(smoke_book, tmp_path) -> None:
+    """Build the book from the smoke chapters (the `smoke_book` fixture) and check it in Chromium."""
     _need_browser()
-    root, site = run.ROOT, tmp_path / "site"
-    (site / "book").mkdir(parents=True)
-    for path in [*(root / "book").glob("*.md"), root / "book" / "references.bib"]:
-        shutil.copy(path, site / "book")
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(root / name, site)
-    for folder in ("book/_ext", "notebooks"):  # the Colab-button extension and what it points at
-        if (root / folder).is_dir():
-            shutil.copytree(
-                root / folder, site / folder, ignore=shutil.ignore_patterns("__pycache__")
-            )
+    site = smoke_book
     env = {**os.environ, "LLFC_RESULTS": str(site / "book" / "results")}
-    t0 = time.perf_counter()
-    cmd = [
-        sys.executable,
-        "-m",
-        "llfc_utils.tools.run",
-        "--profile",
-        "smoke",
-        "--out",
-        str(site / "book"),
-    ]
-    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     t1 = time.perf_counter()
     jb = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(jb), "build", str(site), "-W", "-n", "--keep-going"]
@@ -216,7 +193,7 @@ def test_real_site_passes_the_browser_check(tmp_path) -> None:
     t2 = time.perf_counter()
     shots = tmp_path / "shots"
     results = sitecheck.check_site(site / "_build" / "html", shots)  # the toc is found beside it
-    print(f"run {t1 - t0:.0f} s, build {t2 - t1:.0f} s, check {time.perf_counter() - t2:.0f} s")
+    print(f"build {t2 - t1:.0f} s, check {time.perf_counter() - t2:.0f} s")
     checked = [Path(r.page).stem for r in results]
     assert checked == [*run.chapters(), run.RESULTS_PAGE], "_toc.yml lists every chapter"
     failed = [r.line() for r in results if not r.ok]
