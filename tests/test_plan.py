@@ -229,6 +229,19 @@ def test_timings_are_recorded_per_epoch_and_used_by_the_estimate(_private_timing
     assert p00.sources == {"guess"}  # another config (the smoke MLP): not measured yet
 
 
+def test_a_cpu_without_bf16_is_priced_in_float32(monkeypatch):
+    """The CPU table and the FLOPs guess are bf16 measurements; float32 takes CPU_FP32_SLOWDOWN x."""
+    cfg = config.get("cpu", "mlp")
+    table = plan.CPU_EPOCH_SECONDS[timings.timing_key(cfg)]
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+    assert plan.epoch_estimate(cfg, CPU) == (table, "guess: measured once on a 2-core CPU")
+    bf16_guess = plan.guess_epoch_seconds(TINY, "cpu")
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
+    assert train.precision(cfg, CPU) == "fp32"
+    assert plan.epoch_estimate(cfg, CPU)[0] == pytest.approx(table * plan.CPU_FP32_SLOWDOWN)
+    assert plan.guess_epoch_seconds(TINY, "cpu") > bf16_guess
+
+
 def test_timings_keep_the_last_few_and_take_their_median():
     for s in (100.0, 1.0, 2.0, 3.0, 4.0, 5.0):
         timings.record_epoch_seconds(TINY, "cpu", s)

@@ -132,11 +132,12 @@ def _parameters(nb: NotebookNode) -> dict[str, Any]:
 
 def laptop_seconds(nb: NotebookNode, name: str) -> float | None:
     """The planner's estimate of the training seconds of chapter `name` in the lab's profile on a
-    2-core CPU with an empty cache; None if the planner does not know the chapter."""
+    2-core CPU with an empty cache, in float32 (a laptop CPU seldom has bfloat16, and the estimate
+    must not depend on the machine that writes the labs); None if the planner does not know it."""
     from llfc_utils.tools import plan
 
     params = {**_parameters(nb), "profile": LAB_PROFILE}
-    with _fresh_machine():
+    with _fresh_machine(), run.environment({"LLFC_AMP": "fp32"}):
         (chapter,) = plan.make([name], LAB_PROFILE, {name: params}, device="cpu")
     return None if chapter.runs is None else chapter.seconds
 
@@ -149,7 +150,8 @@ def time_line(seconds: float | None) -> str:
 
     return (
         f"its training takes about {duration(seconds)} on a 2-core laptop CPU (the planner's "
-        "estimate, for a first run); the evaluation adds a little. Trained networks are cached, "
+        "estimate, for a first run in float32); the evaluation adds from seconds to about 11 "
+        "minutes, by chapter (How to run has the measured times). Trained networks are cached, "
         "so running it again is quicker."
     )
 

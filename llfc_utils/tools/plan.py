@@ -61,17 +61,22 @@ PEAK_TFLOPS: tuple[tuple[str, float, bool, float], ...] = (
     ("T4", 65.0, False, 8.1),
 )
 
-# Seconds per epoch measured on the 2-core CPU this book is built on (README), for the `cpu`
-# profile's configs; keyed by timing key, so a changed config falls back to the FLOPs guess.
+# Seconds per epoch (training, then the test pass) measured on the 2-core CPU this book is built
+# on, in bf16 on idle cores (2 December 2026), for the `cpu` profile's configs; keyed by timing key,
+# so a changed config falls back to the FLOPs guess.
 CPU_EPOCH_SECONDS = {
-    timings.timing_key(config.PROFILES["cpu"]["mlp"]): 7.0,
-    timings.timing_key(config.PROFILES["cpu"]["cnn"]): 5.0,
-    timings.timing_key(config.PROFILES["cpu"]["vgg16"]): 3.5,  # measured in bf16, idle cores
-    timings.timing_key(config.PROFILES["cpu"]["resnet20"]): 8.0,  # measured in bf16, idle cores
+    timings.timing_key(config.PROFILES["cpu"]["mlp"]): 0.9,
+    timings.timing_key(config.PROFILES["cpu"]["cnn"]): 2.3,
+    timings.timing_key(config.PROFILES["cpu"]["vgg16"]): 4.4,
+    timings.timing_key(config.PROFILES["cpu"]["resnet20"]): 10.0,
+    timings.timing_key(config.PROFILES["cpu"]["cnn_wide"]): 10.9,
 }
-# The throughput those two measurements imply (about 44 and 31 GFLOP/s of counted FLOPs, see
-# `train_flops`); the lower one, for any other config on a CPU.
-CPU_FLOPS = 30e9
+# The counted FLOPs per second those measurements imply (`train_flops`, training and test pass):
+# MLP 129e9, small VGG 67e9, VGG-16 72e9, ResNet-20 65e9, the wide VGG 224e9; the lowest, for any
+# other config on a CPU.
+CPU_FLOPS = 65e9
+# A CPU without bfloat16 trains in float32: about 1.5x the time (the whole `cpu` book, How to run).
+CPU_FP32_SLOWDOWN = 1.5
 GPU_EFFICIENCY = 0.25  # assumed fraction of the peak that small 32x32 convnets reach
 GPU_FLOPS_UNKNOWN = 100e12  # assumed 16-bit throughput of a GPU not in PEAK_TFLOPS (fp32: / 8)
 # assumed seconds of kernel launches and Python per optimiser step: a base plus some per module
@@ -478,7 +483,8 @@ def guess_epoch_seconds(cfg: TrainConfig, kind: str) -> float:
     buffers = 2 if cfg.optimizer == "adam" else int(cfg.momentum > 0)
     write = 4 * n_parameters(cfg) * (1 + buffers) / CHECKPOINT_BYTES_PER_S
     if kind == "cpu":
-        return flops / CPU_FLOPS + CPU_STEP_OVERHEAD * steps + write
+        slowdown = CPU_FP32_SLOWDOWN if train.precision(cfg, "cpu") == "fp32" else 1.0
+        return flops / CPU_FLOPS * slowdown + CPU_STEP_OVERHEAD * steps + write
     precision = device_precision(cfg, kind)
     peak = peak_tflops(kind, precision)
     if peak is not None:
@@ -501,6 +507,8 @@ def epoch_estimate(cfg: TrainConfig, device: torch.device | str | None = None) -
     if device.type == "cpu":
         seconds = CPU_EPOCH_SECONDS.get(timings.timing_key(cfg.replace(amp="bf16")))
         if seconds is not None:
+            if train.precision(cfg, device) == "fp32":  # the table is bf16
+                seconds *= CPU_FP32_SLOWDOWN
             return seconds, "guess: measured once on a 2-core CPU"
     return guess_epoch_seconds(cfg, kind), "guess: from FLOPs"
 
