@@ -63,4 +63,6 @@ def test_mlp_step_reports_shares_and_ratios():
         "pair_batched_ratio",
     }
     assert 0 < parts["gemm_seconds"] and 0 < parts["step_seconds"]
-    assert parts["gemm_share"] == parts["gemm_seconds"] / parts["step_seconds"]
+    # the products alone are part of a step: a share above 1 would time more than the step does
+    assert 0 < parts["gemm_share"] < 1
+    assert parts["fused_sgd_ratio"] > 0 and parts["pair_batched_ratio"] > 0
