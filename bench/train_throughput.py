@@ -256,6 +256,16 @@ def _mlp_layers(model: nn.Module) -> list[nn.Linear]:
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
 
 
+def _stacked(models: list[nn.Module]) -> list[torch.Tensor]:
+    """The MLPs' weights and biases, layer by layer, each stacked over the models (new leaves)."""
+    pairs = zip(*(_mlp_layers(m) for m in models), strict=True)
+    return [
+        torch.stack([getattr(layer, w).detach() for layer in layers]).requires_grad_()
+        for layers in pairs
+        for w in ("weight", "bias")
+    ]
+
+
 def _steps(model: nn.Module, opt, xs, ys, dtype) -> None:
     """One plain training step per batch of `xs` under autocast in `dtype` (None: float32)."""
     for xb, yb in zip(xs, ys, strict=True):
@@ -312,12 +322,7 @@ def mlp_step(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, repeats: int = 
         return (time.perf_counter() - t0) / n_steps
 
     def two_batched() -> float:
-        pairs = zip(*(_mlp_layers(m) for m in models), strict=True)
-        params = [
-            torch.stack([getattr(a, w).detach() for a in layers]).requires_grad_()
-            for layers in pairs
-            for w in ("weight", "bias")
-        ]
+        params = _stacked(models)
         opt = sgd(params)
         t0 = time.perf_counter()
         _pair_steps(params, opt, xs, ys, dtype)

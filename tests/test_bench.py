@@ -36,12 +36,7 @@ def test_pair_batched_steps_train_the_same_two_mlps_as_separate_steps():
     separate = [copy.deepcopy(m) for m in models]
     for k, m in enumerate(separate):
         bench._steps(m, sgd(m.parameters()), xs[:, k], ys[:, k], None)
-    layers = list(zip(*(bench._mlp_layers(m) for m in models), strict=True))
-    params = [
-        torch.stack([getattr(a, w).detach() for a in pair]).requires_grad_()
-        for pair in layers
-        for w in ("weight", "bias")
-    ]
+    params = bench._stacked(models)
     bench._pair_steps(params, sgd(params), xs, ys, None)
     for k, m in enumerate(separate):
         for i, layer in enumerate(bench._mlp_layers(m)):

@@ -162,7 +162,7 @@ def test_laptop_estimate_comes_from_the_planner_with_an_empty_cache(monkeypatch)
     monkeypatch.setenv("LLFC_TIMINGS", "/nonexistent/timings.json")
     nb = nbformat.read(run.NOTEBOOKS / "00_training.ipynb", as_version=4)
     seconds = labs.laptop_seconds(nb, "00_training")
-    assert seconds is not None and 5 < seconds < 3600
+    assert seconds is not None and 10 < seconds < 3600
     # priced in float32 whatever the machine that writes the labs: the same with bf16 or without
     has_bf16 = train.cpu_has_bf16()
     monkeypatch.setattr(train, "cpu_has_bf16", lambda: not has_bf16)
